@@ -1,0 +1,5 @@
+import sys
+
+from spatial_llava_ros.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Where the package's data files live, whether pip-installed, colcon-installed or in a checkout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / 'data'
+
+
+def config_dir() -> Path:
+    """Directory holding the YAML/JSON configs (prompt templates, params, train configs).
+
+    Order: ``$SPATIAL_LLAVA_CONFIG_DIR``, the package's own ``config`` (pip install),
+    the checkout's top-level ``config/``, then the ament share directory (colcon install).
+    """
+    env = os.environ.get('SPATIAL_LLAVA_CONFIG_DIR')
+    candidates = [Path(env)] if env else []
+    candidates += [PACKAGE_DIR / 'config', PACKAGE_DIR.parent / 'config']
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    try:  # colcon install: share/spatial_llava_ros/config
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory('spatial_llava_ros')) / 'config'
+        if share.is_dir():
+            return share
+    except Exception:  # noqa: BLE001 - ament_index is optional
+        pass
+    raise FileNotFoundError(
+        'spatial_llava_ros config directory not found; set SPATIAL_LLAVA_CONFIG_DIR'
+    )
+
+
+def config_path(name: str) -> Path:
+    """Path of one config file by name, e.g. ``config_path('prompt.yaml')``."""
+    path = config_dir() / name
+    if not path.exists():
+        raise FileNotFoundError(f'config file {name!r} not found in {path.parent}')
+    return path
