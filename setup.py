@@ -35,8 +35,8 @@ EXTRAS['all'] = sorted({dep for name, deps in EXTRAS.items() if name != 'gpu' fo
 setup(
     name='spatial_llava_ros',
     version='0.1.0',
-    description='Spatial-LLaVA for robots: Set-of-Marks grounding of spatial language, ROS 2 nodes, '
-    'training and evaluation.',
+    description='Spatial-LLaVA for robots: Set-of-Marks grounding of spatial language, '
+    'ROS 2 nodes, training and evaluation.',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',

@@ -1,4 +1,4 @@
-"""Where the package's data files live, whether pip-installed, colcon-installed or in a checkout."""
+"""Where the package data lives: pip install, colcon install or a checkout."""
 
 from __future__ import annotations
 
