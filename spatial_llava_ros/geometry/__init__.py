@@ -1,0 +1,1 @@
+"""Geometry of the pipeline: pinhole camera maths, frame transforms, goal poses."""
