@@ -1,0 +1,48 @@
+"""SoM image checks and LLaVA-1.5 preprocessing (pad to square, then the CLIP processor)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spatial_llava_ros.errors import InputError
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array, or InputError naming what was given."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f'image must be a numpy array, got {type(image).__name__}')
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InputError(f'image must be (H, W, 3) RGB, got shape {image.shape}')
+    if image.dtype != np.uint8:
+        raise InputError(f'image must be uint8, got {image.dtype}')
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f'image is empty: shape {image.shape}')
+    return image
+
+
+def pad_to_square(image: np.ndarray, fill: tuple[int, int, int]) -> np.ndarray:
+    """LLaVA-1.5's ``expand2square``: pad the short side, centred, with the processor mean.
+
+    The HF processor would centre-crop instead, which cuts off the marks near the left and
+    right edges of a landscape camera frame; LLaVA-1.5 was trained on padded images.
+    """
+    h, w = image.shape[:2]
+    if h == w:
+        return image
+    side = max(h, w)
+    out = np.empty((side, side, 3), dtype=np.uint8)
+    out[:] = np.asarray(fill, dtype=np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = image
+    return out
+
+
+def pixel_values(image_processor, image: np.ndarray) -> torch.Tensor:
+    """(1, 3, S, S) float tensor for one marked frame."""
+    check_image(image)
+    mean = getattr(image_processor, 'image_mean', None) or (0.5, 0.5, 0.5)
+    fill = tuple(int(round(255 * m)) for m in mean)
+    square = pad_to_square(image, fill)
+    out = image_processor(images=[square], return_tensors='pt')
+    return out['pixel_values']

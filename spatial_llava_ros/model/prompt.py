@@ -1,0 +1,88 @@
+"""The conversation template, kept in config/prompt.yaml so it can change without code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from spatial_llava_ros.errors import InputError
+
+IMAGE_PLACEHOLDER = '<image>'
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """LLaVA-1.5 prompt pieces for scoring (frame prefix + query + answer) and free answers."""
+
+    system: str
+    frame_prefix: str
+    query: str
+    answer: str = ' {mark}'
+    mark_separator: str = ', '
+    score_eos: bool = True
+    question: str = '{system} USER: <image>\n{question} ASSISTANT:'
+
+    def __post_init__(self) -> None:
+        if IMAGE_PLACEHOLDER not in self.frame_prefix:
+            raise InputError(f'prompt frame_prefix must contain {IMAGE_PLACEHOLDER!r}')
+        if '{query}' in self.frame_prefix:
+            raise InputError('prompt frame_prefix must not use {query}: it is cached per frame')
+        if '{query}' not in self.query:
+            raise InputError('prompt query must contain {query}')
+        if '{mark}' not in self.answer:
+            raise InputError('prompt answer must contain {mark}')
+        if IMAGE_PLACEHOLDER not in self.question or '{question}' not in self.question:
+            raise InputError(
+                f'prompt question must contain {IMAGE_PLACEHOLDER!r} and {{question}}'
+            )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> PromptTemplate:
+        """Read a template YAML; default is the package's config/prompt.yaml."""
+        if path is None:
+            from spatial_llava_ros.paths import config_path
+
+            path = config_path('prompt.yaml')
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding='utf-8'))
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f'cannot read prompt template {path}: {exc}') from exc
+        if not isinstance(data, dict):
+            raise InputError(f'prompt template {path} is not a mapping')
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(
+                f'prompt template {path}: unknown keys {unknown}; known {sorted(known)}'
+            )
+        missing = sorted({'system', 'frame_prefix', 'query'} - set(data))
+        if missing:
+            raise InputError(f'prompt template {path}: missing keys {missing}')
+        return cls(**data)
+
+    def frame_text(self, mark_ids: list[int]) -> str:
+        """Text encoded once per frame: system prompt, image and the list of marks."""
+        marks = self.mark_separator.join(str(m) for m in mark_ids)
+        return self.frame_prefix.format(system=self.system, marks=marks)
+
+    def query_text(self, query: str) -> str:
+        """Per-query text that follows the frame prefix and ends where the answer starts."""
+        return self.query.format(query=query)
+
+    def query_tail(self) -> str:
+        """The constant text right before the answer (after {query}); context for answer ids."""
+        return self.query.split('{query}', 1)[1]
+
+    def answer_text(self, mark: int) -> str:
+        return self.answer.format(mark=mark)
+
+    def question_text(self, question: str) -> str:
+        """Prompt for free-form generation (explanations, region descriptions)."""
+        return self.question.format(system=self.system, question=question)
+
+    def all_text(self) -> str:
+        """Every fixed piece of text, used to build a tiny tokenizer's vocabulary."""
+        return ' '.join([self.system, self.frame_prefix, self.query, self.answer, self.question])
