@@ -1,0 +1,344 @@
+"""ROS 2 bags (MCAP) of a camera trajectory, written and read with ``rosbags`` (no ROS needed).
+
+Topics and frames are what a RealSense-style driver plus a robot publish:
+
+- ``/camera/color/image_raw`` sensor_msgs/Image rgb8
+- ``/camera/depth/image_raw`` sensor_msgs/Image 32FC1 metres (or 16UC1 millimetres),
+  aligned to the colour camera (same frame_id and intrinsics)
+- ``/camera/color/camera_info`` sensor_msgs/CameraInfo (plumb_bob, zero distortion)
+- ``/tf`` map -> base_link -> camera_link, ``/tf_static`` camera_link ->
+  camera_color_optical_frame (REP 103 body frame -> optical frame)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.image_codec import (
+    decode_image,
+    depth_to_metres,
+    encode_image,
+    metres_to_depth16,
+    to_rgb8,
+)
+from spatial_llava_ros.scene.types import CameraIntrinsics, Frame
+
+COLOR_TOPIC = '/camera/color/image_raw'
+DEPTH_TOPIC = '/camera/depth/image_raw'
+INFO_TOPIC = '/camera/color/camera_info'
+MAP_FRAME, BASE_FRAME, CAMERA_FRAME = 'map', 'base_link', 'camera_link'
+OPTICAL_FRAME = 'camera_color_optical_frame'
+DISTROS = ('humble', 'jazzy')
+
+# camera_link (x forward, y left, z up) -> optical (x right, y down, z forward)
+LINK_T_OPTICAL = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0],
+                           [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def _typestore(distro: str):
+    from rosbags.typesys import Stores, get_typestore
+
+    if distro not in DISTROS:
+        raise InputError(f'unknown ROS 2 distro {distro!r}; choose one of {", ".join(DISTROS)}')
+    return get_typestore(Stores.ROS2_HUMBLE if distro == 'humble' else Stores.ROS2_JAZZY)
+
+
+def quaternion_from_matrix(rot: np.ndarray) -> np.ndarray:
+    """(x, y, z, w) unit quaternion of a 3x3 rotation matrix, w >= 0."""
+    m = np.asarray(rot, dtype=np.float64)
+    tr = m[0, 0] + m[1, 1] + m[2, 2]
+    if tr > 0:
+        s = math.sqrt(tr + 1.0) * 2
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
+        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
+        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
+    q = np.array(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def matrix_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """3x3 rotation of a (not necessarily unit) quaternion; InputError for a zero one."""
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not n > 1e-9:
+        raise InputError(f'zero quaternion ({x}, {y}, {z}, {w})')
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def tf_chain(camera_pose: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """Split world_T_optical into map->base_link (on the floor, yaw only),
+    base_link->camera_link (height and tilt) and the fixed camera_link->optical."""
+    map_t_link = np.asarray(camera_pose, dtype=np.float64) @ np.linalg.inv(LINK_T_OPTICAL)
+    fwd = map_t_link[:3, 0]
+    yaw = math.atan2(fwd[1], fwd[0])
+    map_t_base = np.eye(4)
+    c, s = math.cos(yaw), math.sin(yaw)
+    map_t_base[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    map_t_base[:2, 3] = map_t_link[:2, 3]
+    base_t_link = np.linalg.inv(map_t_base) @ map_t_link
+    return {(MAP_FRAME, BASE_FRAME): map_t_base, (BASE_FRAME, CAMERA_FRAME): base_t_link,
+            (CAMERA_FRAME, OPTICAL_FRAME): LINK_T_OPTICAL.copy()}
+
+
+@dataclass
+class BagFrame:
+    """One colour frame of a bag with its depth, intrinsics and the transforms at its stamp."""
+
+    stamp_ns: int
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) float32 metres, NaN invalid
+    intrinsics: CameraIntrinsics
+    frame_id: str
+    transforms: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def lookup(self, target: str, source: str | None = None) -> np.ndarray | None:
+        """target_T_source (default source: the image's frame) through the tf tree, or None."""
+        return lookup_transform(self.transforms, target, source or self.frame_id)
+
+    def to_frame(self, target: str = MAP_FRAME) -> Frame:
+        """As a core Frame (no instance masks in a bag: all zeros); pose identity if no tf."""
+        pose = self.lookup(target)
+        return Frame(self.rgb, self.depth, np.zeros(self.depth.shape, np.int32), self.intrinsics,
+                     np.eye(4) if pose is None else pose, self.stamp_ns)
+
+
+def lookup_transform(transforms: dict[tuple[str, str], np.ndarray], target: str,
+                     source: str) -> np.ndarray | None:
+    """Compose parent->child edges into target_T_source; None when not connected."""
+    parent = {child: (par, t) for (par, child), t in transforms.items()}
+
+    def to_root(frame: str) -> tuple[str, np.ndarray]:
+        pose = np.eye(4)
+        seen = set()
+        while frame in parent and frame not in seen:
+            seen.add(frame)
+            par, t = parent[frame]
+            pose = t @ pose
+            frame = par
+        return frame, pose
+
+    root_s, root_t_source = to_root(source)
+    root_t, root_t_target = to_root(target)
+    if root_s != root_t:
+        return None
+    return np.linalg.inv(root_t_target) @ root_t_source
+
+
+def _header(ts, stamp_ns: int, frame_id: str):
+    time = ts.types['builtin_interfaces/msg/Time'](sec=stamp_ns // 10**9,
+                                                   nanosec=stamp_ns % 10**9)
+    return ts.types['std_msgs/msg/Header'](stamp=time, frame_id=frame_id)
+
+
+def _transform_msg(ts, stamp_ns: int, parent: str, child: str, t: np.ndarray):
+    q = quaternion_from_matrix(t[:3, :3])
+    types = ts.types
+    return types['geometry_msgs/msg/TransformStamped'](
+        header=_header(ts, stamp_ns, parent), child_frame_id=child,
+        transform=types['geometry_msgs/msg/Transform'](
+            translation=types['geometry_msgs/msg/Vector3'](*(float(v) for v in t[:3, 3])),
+            rotation=types['geometry_msgs/msg/Quaternion'](*(float(v) for v in q))))
+
+
+def _image_msg(ts, stamp_ns: int, frame_id: str, array: np.ndarray, encoding: str):
+    data, step = encode_image(array, encoding)
+    return ts.types['sensor_msgs/msg/Image'](
+        header=_header(ts, stamp_ns, frame_id), height=array.shape[0], width=array.shape[1],
+        encoding=encoding, is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+
+
+def camera_info_msg(ts, stamp_ns: int, frame_id: str, k: CameraIntrinsics):
+    """A sensor_msgs/CameraInfo of an undistorted pinhole camera."""
+    types = ts.types
+    return types['sensor_msgs/msg/CameraInfo'](
+        header=_header(ts, stamp_ns, frame_id), height=k.height, width=k.width,
+        distortion_model='plumb_bob', d=np.zeros(5),
+        k=np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], np.float64),
+        r=np.eye(3).ravel(),
+        p=np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], np.float64),
+        binning_x=0, binning_y=0,
+        roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0,
+                                                      width=0, do_rectify=False))
+
+
+def _static_qos() -> list:
+    try:
+        from rosbags.interfaces import (
+            Qos,
+            QosDurability,
+            QosHistory,
+            QosLiveliness,
+            QosReliability,
+            QosTime,
+        )
+    except ImportError:  # older rosbags: ros2 bag play --qos-profile-overrides-path instead
+        return []
+    zero = QosTime(0, 0)
+    return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                zero, zero, QosLiveliness.AUTOMATIC, zero, False)]
+
+
+def write_bag(frames: list[Frame], out: str | Path, *, depth_encoding: str = '32FC1',
+              distro: str = 'humble', overwrite: bool = False) -> Path:
+    """Write ``frames`` as a ROS 2 bag. ``out`` ending in .mcap -> one MCAP file (what
+    ``ros2 bag play`` and Foxglove open directly); any other path -> a rosbag2 folder with
+    metadata.yaml. Returns the path written."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if not frames:
+        raise InputError('no frames to write')
+    if depth_encoding not in ('32FC1', '16UC1'):
+        raise InputError(f'depth encoding must be 32FC1 or 16UC1, got {depth_encoding!r}')
+    stamps = [f.stamp_ns for f in frames]
+    if any(b <= a for a, b in zip(stamps, stamps[1:])):
+        raise InputError('frame stamps must increase strictly')
+    ts = _typestore(distro)
+    out = Path(out)
+    single = out.suffix == '.mcap'
+    if out.exists():
+        if not overwrite:
+            raise InputError(f'{out} exists; pass overwrite=True (--force) to replace it')
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='.bag-', dir=out.parent)) if single else None
+    bag_dir = tmp / out.stem if single else out
+    try:
+        with Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+            conns = {
+                'tf_static': writer.add_connection('/tf_static', 'tf2_msgs/msg/TFMessage',
+                                                   typestore=ts,
+                                                   offered_qos_profiles=_static_qos()),
+                'tf': writer.add_connection('/tf', 'tf2_msgs/msg/TFMessage', typestore=ts),
+                'info': writer.add_connection(INFO_TOPIC, 'sensor_msgs/msg/CameraInfo',
+                                              typestore=ts),
+                'depth': writer.add_connection(DEPTH_TOPIC, 'sensor_msgs/msg/Image',
+                                               typestore=ts),
+                'color': writer.add_connection(COLOR_TOPIC, 'sensor_msgs/msg/Image',
+                                               typestore=ts),
+            }
+            tf_type = ts.types['tf2_msgs/msg/TFMessage']
+
+            def put(name: str, stamp: int, msg) -> None:
+                writer.write(conns[name], stamp, ts.serialize_cdr(msg, msg.__msgtype__))
+
+            for i, frame in enumerate(frames):
+                stamp = int(frame.stamp_ns)
+                chain = tf_chain(frame.camera_pose)
+                if i == 0:
+                    put('tf_static', stamp, tf_type(transforms=[_transform_msg(
+                        ts, stamp, CAMERA_FRAME, OPTICAL_FRAME,
+                        chain[(CAMERA_FRAME, OPTICAL_FRAME)])]))
+                put('tf', stamp, tf_type(transforms=[
+                    _transform_msg(ts, stamp, p, c, chain[(p, c)])
+                    for p, c in ((MAP_FRAME, BASE_FRAME), (BASE_FRAME, CAMERA_FRAME))]))
+                put('info', stamp, camera_info_msg(ts, stamp, OPTICAL_FRAME, frame.intrinsics))
+                depth = frame.depth if depth_encoding == '32FC1' else \
+                    metres_to_depth16(frame.depth)
+                depth = np.nan_to_num(depth, nan=0.0) if depth_encoding == '32FC1' else depth
+                put('depth', stamp, _image_msg(ts, stamp, OPTICAL_FRAME, depth.astype(
+                    np.float32 if depth_encoding == '32FC1' else np.uint16), depth_encoding))
+                put('color', stamp, _image_msg(ts, stamp, OPTICAL_FRAME, frame.rgb, 'rgb8'))
+        if single:
+            (mcap,) = bag_dir.glob('*.mcap')
+            mcap.replace(out)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _stamp(header) -> int:
+    return int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec)
+
+
+def _intrinsics(info) -> CameraIntrinsics:
+    k = np.asarray(info.k, dtype=np.float64)
+    return CameraIntrinsics(float(k[0]), float(k[4]), float(k[2]), float(k[5]),
+                            int(info.width), int(info.height))
+
+
+def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
+             depth_topic: str = DEPTH_TOPIC, info_topic: str = INFO_TOPIC,
+             max_skew_ns: int = 20_000_000) -> Iterator[BagFrame]:
+    """Yield decoded colour frames paired with the depth image and camera_info nearest in
+    time (within ``max_skew_ns``) and the /tf + /tf_static transforms valid at their stamp.
+
+    Reads MCAP files, rosbag2 folders and ROS 1 .bag files (via rosbags' AnyReader).
+    Colour frames with no depth or camera_info within the skew are skipped.
+    """
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'{path} does not exist')
+    static: dict[tuple[str, str], np.ndarray] = {}
+    dynamic: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
+    colors, depths, infos = [], [], []
+    with AnyReader([path], default_typestore=_typestore('humble')) as reader:
+        topics = {c.topic for c in reader.connections}
+        missing = [t for t in (color_topic, depth_topic, info_topic) if t not in topics]
+        if missing:
+            raise InputError(f'{path}: missing topic(s) {", ".join(missing)}; has '
+                             f'{", ".join(sorted(topics))}')
+        wanted = [c for c in reader.connections
+                  if c.topic in (color_topic, depth_topic, info_topic, '/tf', '/tf_static')]
+        for conn, _, raw in reader.messages(connections=wanted):
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic in ('/tf', '/tf_static'):
+                for tr in msg.transforms:
+                    t = np.eye(4)
+                    r = tr.transform.rotation
+                    t[:3, :3] = matrix_from_quaternion(r.x, r.y, r.z, r.w)
+                    v = tr.transform.translation
+                    t[:3, 3] = (v.x, v.y, v.z)
+                    key = (tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'))
+                    if conn.topic == '/tf_static':
+                        static[key] = t
+                    else:
+                        dynamic.setdefault(key, []).append((_stamp(tr.header), t))
+            elif conn.topic == color_topic:
+                colors.append(msg)
+            elif conn.topic == depth_topic:
+                depths.append(msg)
+            else:
+                infos.append(msg)
+    depth_stamps = np.array([_stamp(m.header) for m in depths], dtype=np.int64)
+    info_stamps = np.array([_stamp(m.header) for m in infos], dtype=np.int64)
+    for cmsg in sorted(colors, key=lambda m: _stamp(m.header)):
+        stamp = _stamp(cmsg.header)
+        if depth_stamps.size == 0 or info_stamps.size == 0:
+            return
+        di = int(np.abs(depth_stamps - stamp).argmin())
+        ii = int(np.abs(info_stamps - stamp).argmin())
+        if abs(int(depth_stamps[di]) - stamp) > max_skew_ns or \
+                abs(int(info_stamps[ii]) - stamp) > max_skew_ns:
+            continue
+        dmsg, info = depths[di], infos[ii]
+        color = decode_image(cmsg.data, cmsg.height, cmsg.width, cmsg.encoding, cmsg.step,
+                             cmsg.is_bigendian)
+        dimg = decode_image(dmsg.data, dmsg.height, dmsg.width, dmsg.encoding, dmsg.step,
+                            dmsg.is_bigendian)
+        transforms = dict(static)
+        for key, history in dynamic.items():
+            before = [t for s, t in history if s <= stamp + max_skew_ns]
+            transforms[key] = before[-1] if before else history[0][1]
+        yield BagFrame(stamp, to_rgb8(color, cmsg.encoding), depth_to_metres(dimg, dmsg.encoding),
+                       _intrinsics(info), cmsg.header.frame_id, transforms)
