@@ -244,3 +244,21 @@ def test_custom_template_changes_the_prompt(loaded, image):
     assert r.tokenizer.convert_ids_to_tokens(r.answer_ids(12)) == ['mark', '1', '2', '</s>']
     res = r.score(image, [1, 12], QUERY)
     assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_torch_preprocessing_matches_the_processor(loaded):
+    img = np.random.default_rng(4).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    img[:, :45] = 30  # flat areas and edges
+    exact = Resolver(loaded).pixel_values(img)
+    fast = Resolver(loaded, preprocess='torch').pixel_values(img)
+    assert fast.shape == exact.shape
+    std = min(loaded.processor.image_processor.image_std)
+    diff = (fast - exact).abs()
+    assert float(diff.mean()) < 1.0 / 255 / std  # about one grey level on average
+    assert float(diff.max()) < 8.0 / 255 / std
+    res = Resolver(loaded, preprocess='torch').score(img, MARKS, QUERY)
+    ref = Resolver(loaded).score(img, MARKS, QUERY)
+    for mark in MARKS:
+        assert res.scores[mark] == pytest.approx(ref.scores[mark], abs=1e-2)
+    with pytest.raises(InputError, match="'gpu'"):
+        Resolver(loaded, preprocess='gpu')

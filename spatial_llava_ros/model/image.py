@@ -46,3 +46,36 @@ def pixel_values(image_processor, image: np.ndarray) -> torch.Tensor:
     square = pad_to_square(image, fill)
     out = image_processor(images=[square], return_tensors='pt')
     return out['pixel_values']
+
+
+def torch_pixel_values(
+    image: np.ndarray,
+    size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    device: torch.device | str = 'cpu',
+) -> torch.Tensor:
+    """Same preprocessing as ``pixel_values`` in torch ops on ``device`` (GPU: ~0.1 ms).
+
+    Pad to square with the mean colour, bicubic antialiased resize to ``size``, scale and
+    normalise. PIL rounds the resized image to uint8 and torch does not, so values differ
+    from the processor's by about one grey level (see test_model_resolver).
+    """
+    check_image(image)
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    h, w = image.shape[:2]
+    side = max(h, w)
+    fill = torch.tensor([round(255 * m) for m in mean], dtype=torch.uint8, device=x.device)
+    if h != w:
+        square = fill.expand(side, side, 3).clone()
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top : top + h, left : left + w] = x
+        x = square
+    x = x.permute(2, 0, 1)[None].float()
+    if side != size:
+        x = torch.nn.functional.interpolate(
+            x, size=(size, size), mode='bicubic', antialias=True, align_corners=False
+        ).clamp_(0, 255)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x / 255.0 - m) / s
