@@ -35,11 +35,12 @@ def test_trajectory_is_smooth_and_starts_at_the_scene(traj):
             {o.instance_id for o in traj.scene.objects}
 
 
-@pytest.mark.parametrize('depth_encoding', ['32FC1', '16UC1'])
-def test_bag_reads_back_with_rosbags(traj, tmp_path, depth_encoding):
+@pytest.mark.parametrize('depth_encoding,compress', [('32FC1', False), ('16UC1', True)])
+def test_bag_reads_back_with_rosbags(traj, tmp_path, depth_encoding, compress):
     from rosbags.highlevel import AnyReader
 
-    path = write_bag(traj.frames, tmp_path / 'traj.mcap', depth_encoding=depth_encoding)
+    path = write_bag(traj.frames, tmp_path / 'traj.mcap', depth_encoding=depth_encoding,
+                     compress=compress)
     assert path.is_file() and path.suffix == '.mcap'
     # raw rosbags view: topics, types, encodings, counts
     with AnyReader([path]) as reader:

@@ -197,11 +197,13 @@ def _static_qos() -> list:
 
 
 def write_bag(frames: list[Frame], out: str | Path, *, depth_encoding: str = '32FC1',
-              distro: str = 'humble', overwrite: bool = False) -> Path:
+              distro: str = 'humble', overwrite: bool = False, compress: bool = False) -> Path:
     """Write ``frames`` as a ROS 2 bag. ``out`` ending in .mcap -> one MCAP file (what
     ``ros2 bag play`` and Foxglove open directly); any other path -> a rosbag2 folder with
-    metadata.yaml. Returns the path written."""
+    metadata.yaml. ``compress`` zstd-compresses MCAP chunks (about 3x smaller, slower to
+    write). Returns the path written."""
     from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
     if not frames:
         raise InputError('no frames to write')
@@ -221,7 +223,10 @@ def write_bag(frames: list[Frame], out: str | Path, *, depth_encoding: str = '32
     tmp = Path(tempfile.mkdtemp(prefix='.bag-', dir=out.parent)) if single else None
     bag_dir = tmp / out.stem if single else out
     try:
-        with Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer = Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP)
+        if compress:
+            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        with writer:
             conns = {
                 'tf_static': writer.add_connection('/tf_static', 'tf2_msgs/msg/TFMessage',
                                                    typestore=ts,
