@@ -1,0 +1,108 @@
+"""rclpy helpers shared by the nodes: parameter declaration from specs, QoS, main()."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+
+from spatial_llava_ros.nodes.params import ParamSpec
+
+_PARAM_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+# Camera streams: newest frame only, never queue up; BEST_EFFORT also matches RELIABLE
+# publishers (drivers, `ros2 bag play`).
+IMAGE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                       reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+# Marked frames between our own nodes: reliable so image and marks pair up, still shallow.
+MARKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+                        reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+# Commands and results: every one matters.
+COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+# Goals: the latest only, volatile so a restarted Nav2 never gets an old goal.
+GOAL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """A ParameterDescriptor with the spec's type, description, range and read-only flag."""
+    desc = ParameterDescriptor(name=spec.name, type=_PARAM_TYPES[spec.type],
+                               description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if spec.type is float and spec.min is not None and spec.max is not None:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.min), to_value=float(spec.max), step=0.0)]
+    elif spec.type is int and spec.min is not None and spec.max is not None:
+        desc.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max),
+                                           step=1)]
+    return desc
+
+
+def declare_specs(node: Node, specs: tuple[ParamSpec, ...]) -> None:
+    """Declare every spec on ``node`` and validate later changes with ``ParamSpec.check``."""
+    by_name = {s.name: s for s in specs}
+    for s in specs:
+        node.declare_parameter(s.name, s.default, descriptor(s))
+    # values given at start-up (params file, launch) are checked now, with one clear message
+    problems = [by_name[n].check(node.get_parameter(n).value) for n in by_name]
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValueError('bad parameters: ' + '; '.join(problems))
+
+    def on_set(params) -> SetParametersResult:
+        for p in params:
+            s = by_name.get(p.name)
+            problem = s.check(p.value) if s is not None else None
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+
+
+def param(node: Node, name: str):
+    """The current value of a declared parameter."""
+    return node.get_parameter(name).value
+
+
+def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
+    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor, clean exit on Ctrl-C."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=num_threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
