@@ -203,3 +203,25 @@ def test_cli_make_tiny_model_and_resolve(tmp_path, capsys):
                      '--model', str(tmp_path / 'none')]) == 2
     assert 'does not exist' in capsys.readouterr().err
     assert cli_main(['make-tiny-model', str(tmp_path / 'x'), '--image-size', '20']) == 2
+
+
+def test_tiny_factory_is_parameterisable(tmp_path):
+    out = make_tiny_model(
+        tmp_path / 'p', image_size=16, patch_size=4, text_hidden=48, text_layers=3,
+        words=['armchair', 'Fireplace'], max_positions=256,
+    )
+    loaded = load_model(out, device='cpu')
+    cfg = loaded.model.config
+    assert (cfg.text_config.hidden_size, cfg.text_config.num_hidden_layers) == (48, 3)
+    assert cfg.text_config.max_position_embeddings == 256
+    tok = loaded.tokenizer
+    ids = tok('the armchair left of the fireplace', add_special_tokens=False)['input_ids']
+    assert tok.unk_token_id not in ids and len(ids) == 6
+    assert tok.convert_ids_to_tokens(tok('mark 37', add_special_tokens=False)['input_ids']) == [
+        'mark', '3', '7'
+    ]
+    img = np.zeros((16, 16, 3), np.uint8)
+    res = Resolver(loaded).score(img, [3, 37], 'the armchair')
+    assert Resolver(loaded).num_image_tokens == 16 and set(res.scores) == {3, 37}
+    with pytest.raises(ValueError, match='not a multiple'):
+        make_tiny_model(tmp_path / 'q', image_size=18, patch_size=4)

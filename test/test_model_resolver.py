@@ -192,6 +192,8 @@ def test_other_input_errors(loaded, resolver, image):
     frame = resolver.encode_frame(image, MARKS)
     with pytest.raises(InputError, match='0 given'):
         resolver.score_frame(frame, [])
+    with pytest.raises(InputError, match='got one string'):
+        resolver.score_frame(frame, QUERY)
     with pytest.raises(InputError, match='1.5'):
         Resolver(loaded, abstain_threshold=1.5)
     with pytest.raises(InputError, match='max_new_tokens must be >= 1, got 0'):

@@ -233,6 +233,8 @@ def make_tiny_model(
     heads: int = 4,
     words: list[str] | tuple[str, ...] = (),
     prompt_texts: list[str] | tuple[str, ...] | None = None,
+    max_positions: int = 1024,
+    intermediate_ratio: int = 2,
 ) -> Path:
     """Write a random tiny LLaVA checkpoint + tokenizer + processor to ``out_dir``.
 
@@ -262,6 +264,8 @@ def make_tiny_model(
         text_hidden=text_hidden,
         text_layers=text_layers,
         heads=heads,
+        intermediate_ratio=intermediate_ratio,
+        max_positions=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
