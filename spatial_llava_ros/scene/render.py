@@ -48,22 +48,25 @@ class RenderStats:
     unoccluded: dict[int, int]
 
 
-@functools.lru_cache(maxsize=8)
-def _camera_rays(intrinsics: CameraIntrinsics) -> np.ndarray:
-    """(3, H*W) float32 ray directions in the optical frame with z = 1 (so t = depth).
-
-    Stored axis-major: numpy reduces over a short last axis slowly, so every ray
-    computation below works on three contiguous (N,) rows instead.
-    """
+def _pixel_coords(intrinsics: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised image coordinates per column and per row: the optical-frame ray through
+    pixel (u, v) is (U[u], V[v], 1), so its parameter t is the depth."""
     u = (np.arange(intrinsics.width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
     v = (np.arange(intrinsics.height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
-    rays = np.empty((3, intrinsics.height, intrinsics.width), np.float32)
-    rays[0] = u[None, :]
-    rays[1] = v[:, None]
-    rays[2] = 1.0
-    rays = rays.reshape(3, -1)
-    rays.flags.writeable = False
-    return rays
+    return u.astype(np.float32), v.astype(np.float32)
+
+
+def _rays(rot: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(3, len(v) * len(u)) directions ``rot @ (U, V, 1)`` for the pixel grid v x u.
+
+    Separable, so no per-pixel matrix product: each component is an outer sum.
+    Stored axis-major because numpy reduces over a short last axis slowly.
+    """
+    out = np.empty((3, v.size, u.size), np.float32)
+    rot = rot.astype(np.float32)
+    for k in range(3):
+        np.add((rot[k, 1] * v)[:, None], (rot[k, 0] * u + rot[k, 2])[None, :], out=out[k])
+    return out.reshape(3, -1)
 
 
 @functools.lru_cache(maxsize=256)
@@ -77,13 +80,13 @@ def _yaw_matrix(yaw: float) -> np.ndarray:
 
 
 def _ray_aabb(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-              want_normal: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+              want_face: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Entry distance of rays o + t d (d: (3, M)) into the box [lo, hi] (inf on a miss),
-    and the (3, M) outward normal of the entry face."""
+    and the axis (0, 1, 2) of the face it enters through."""
     m = d.shape[1]
     tmin = np.full(m, -np.inf, np.float32)
     tmax = np.full(m, np.inf, np.float32)
-    axis = np.zeros(m, np.int8) if want_normal else None
+    axis = np.zeros(m, np.int8) if want_face else None
     with np.errstate(divide='ignore', invalid='ignore'):
         for k in range(3):
             inv = np.float32(1.0) / d[k]
@@ -94,19 +97,18 @@ def _ray_aabb(o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 axis[tn > tmin] = k
             tmin = np.maximum(tmin, tn)
             tmax = np.minimum(tmax, np.maximum(t1, t2))
-    hit = (tmax >= tmin) & (tmin > NEAR)
-    t = np.where(hit, tmin, np.float32(np.inf))
-    if axis is None:
-        return t, None
-    normal = np.zeros_like(d)
-    cols = np.arange(m)
-    normal[axis, cols] = -np.sign(d[axis, cols])
-    return t, normal
+    miss = ~((tmax >= tmin) & (tmin > NEAR))
+    tmin[miss] = np.inf
+    return tmin, axis
+
+
+CYL_SIDE, CYL_CAP = 3, 4  # face codes of cylinder hits (box faces are axes 0, 1, 2)
 
 
 def _ray_cylinder(o: np.ndarray, d: np.ndarray, center: np.ndarray, radius: float,
                   half_h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest hit of rays (d: (3, M)) with a closed vertical cylinder, and the normal."""
+    """Nearest hit of rays (d: (3, M)) with a closed vertical cylinder, and the face hit
+    (``CYL_SIDE`` or ``CYL_CAP``, the cap facing the camera)."""
     ox, oy = o[0] - center[0], o[1] - center[1]
     dx, dy, dz = d[0], d[1], d[2]
     a = dx * dx + dy * dy
@@ -114,24 +116,39 @@ def _ray_cylinder(o: np.ndarray, d: np.ndarray, center: np.ndarray, radius: floa
     c = ox * ox + oy * oy - radius * radius
     disc = b * b - 4.0 * a * c
     z0, z1 = center[2] - half_h, center[2] + half_h
-    above = o[2] > center[2]
     with np.errstate(divide='ignore', invalid='ignore'):
         t_side = (-b - np.sqrt(np.maximum(disc, 0.0))) / (2.0 * a)
         z_side = o[2] + t_side * dz
         side_ok = (disc >= 0) & (a > 0) & (t_side > NEAR) & (z_side >= z0) & (z_side <= z1)
-        t_side = np.where(side_ok, t_side, np.float32(np.inf))
-        t_cap = ((z1 if above else z0) - o[2]) / dz  # the cap facing the camera
+        t_side[~side_ok] = np.inf
+        t_cap = ((z1 if o[2] > center[2] else z0) - o[2]) / dz
         px = ox + t_cap * dx
         py = oy + t_cap * dy
     cap_ok = (t_cap > NEAR) & (px * px + py * py <= radius * radius)
-    t_cap = np.where(cap_ok, t_cap, np.float32(np.inf))
+    t_cap[~cap_ok] = np.inf
     use_cap = t_cap < t_side
-    t = np.minimum(t_side, t_cap).astype(np.float32)
-    normal = np.zeros_like(d)
-    normal[0] = np.where(side_ok, ox + t_side * dx, 0.0) / radius
-    normal[1] = np.where(side_ok, oy + t_side * dy, 0.0) / radius
-    normal[:, use_cap] = np.array([[0.0], [0.0], [1.0 if above else -1.0]], np.float32)
-    return t, normal
+    face = np.where(use_cap, np.int8(CYL_CAP), np.int8(CYL_SIDE))
+    return np.minimum(t_side, t_cap).astype(np.float32), face
+
+
+def _surface_normals(parts: tuple[Part, ...], part_idx: np.ndarray, face: np.ndarray,
+                     o: np.ndarray, d: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(3, M) object-frame normals of the final hits only (cheaper than for every ray)."""
+    normal = np.zeros(d.shape, np.float32)
+    for i, part in enumerate(parts):
+        m = np.nonzero(part_idx == i)[0]
+        if m.size == 0:
+            continue
+        f = face[m]
+        if part.kind == 'box':
+            normal[f, m] = -np.sign(d[f, m])
+            continue
+        side = m[f == CYL_SIDE]
+        radius = part.half[0]
+        normal[0, side] = (o[0] + t[side] * d[0, side] - part.center[0]) / radius
+        normal[1, side] = (o[1] + t[side] * d[1, side] - part.center[1]) / radius
+        normal[2, m[f == CYL_CAP]] = 1.0 if o[2] > part.center[2] else -1.0
+    return normal
 
 
 def _pixel_box(obj: SceneObject, cam_r: np.ndarray, cam_t: np.ndarray,
@@ -185,10 +202,10 @@ def render_with_stats(objects: list[SceneObject], camera_pose: np.ndarray,
         raise InputError(f'camera at {np.round(cam_t, 3).tolist()} is outside the room '
                          f'x [{room.x_min}, {room.x_max}] y [{room.y_min}, {room.y_max}] '
                          f'z [0, {room.height}]')
-    rays = cam_r.astype(np.float32) @ _camera_rays(intrinsics)  # (3, H*W) world directions
+    u_coords, v_coords = _pixel_coords(intrinsics)
+    rays = _rays(cam_r, u_coords, v_coords)  # (3, H*W) world directions
     origin = cam_t.astype(np.float32)
     n_px = h * w
-
     key = np.asarray(room.light_dir, np.float64)
     key /= np.linalg.norm(key)
     fill = -cam_r[:, 2]  # a soft light from the camera
@@ -198,11 +215,12 @@ def render_with_stats(objects: list[SceneObject], camera_pose: np.ndarray,
                 + 0.28 * np.clip(fill @ normals, 0.0, None)) * 255.0
 
     # Room: each ray leaves the axis-aligned box through the face it reaches first.
-    # Faces are flat, so their shaded colour is one value per face (code = 2 * axis + dir).
+    # Faces are flat, so each has one shaded colour: code = 2 * axis + (ray direction > 0),
+    # and code 6 is the darker tile of the 0.5 m floor checker.
     lo = (room.x_min, room.y_min, 0.0)
     hi = (room.x_max, room.y_max, room.height)
     zbuf = np.full(n_px, np.inf, np.float32)
-    face = np.zeros(n_px, np.int8)
+    code = np.zeros(n_px, np.int8)
     with np.errstate(divide='ignore', invalid='ignore'):
         for k in range(3):
             positive = rays[k] > 0
@@ -210,19 +228,19 @@ def render_with_stats(objects: list[SceneObject], camera_pose: np.ndarray,
             t_k = (bound - origin[k]) / rays[k]
             closer = t_k < zbuf  # inf and NaN (rays parallel to the face) never win
             zbuf[closer] = t_k[closer]
-            face[closer] = 2 * k + positive[closer]
-    face_normals = np.zeros((3, 6))
-    for code in range(6):
-        face_normals[code // 2, code] = -1.0 if code % 2 else 1.0
-    face_albedo = np.repeat(np.asarray(room.wall_rgb, np.float64)[:, None] / 255.0, 6, axis=1)
-    face_albedo[:, 4] = np.asarray(room.floor_rgb) / 255.0  # code 4: ray going down -> floor
-    face_color = (face_albedo * shade(face_normals)).astype(np.float32)
-    color = face_color[:, face]  # (3, H*W) radiance before noise
-    floor = np.nonzero(face == 4)[0]
-    hx = origin[0] + zbuf[floor] * rays[0, floor]
-    hy = origin[1] + zbuf[floor] * rays[1, floor]
-    dark_tile = floor[(np.floor(hx * 2.0) + np.floor(hy * 2.0)) % 2 > 0]  # 0.5 m tiles
-    color[:, dark_tile] *= np.float32(0.88)
+            code[closer] = 2 * k + positive[closer]
+        parity = np.floor(2.0 * (origin[0] + zbuf * rays[0])) + \
+            np.floor(2.0 * (origin[1] + zbuf * rays[1]))
+    code[(code == 4) & (parity % 2 > 0)] = 6
+    lut_normals = np.zeros((3, 7))
+    for c in range(6):
+        lut_normals[c // 2, c] = -1.0 if c % 2 else 1.0
+    lut_normals[2, 6] = 1.0
+    lut_albedo = np.repeat(np.asarray(room.wall_rgb, np.float64)[:, None] / 255.0, 7, axis=1)
+    lut_albedo[:, 4] = np.asarray(room.floor_rgb) / 255.0  # code 4: ray going down -> floor
+    lut_albedo[:, 6] = 0.88 * np.asarray(room.floor_rgb) / 255.0
+    lut = np.ascontiguousarray((lut_albedo * shade(lut_normals)).T.astype(np.float32))
+    color = np.take(lut, code, axis=0)  # (H*W, 3) radiance before noise
     instance = np.zeros(n_px, np.int32)
     unoccluded_px: dict[int, int] = {}
 
@@ -234,51 +252,55 @@ def render_with_stats(objects: list[SceneObject], camera_pose: np.ndarray,
         v0, v1, u0, u1 = box
         pix = (np.arange(v0, v1)[:, None] * w + np.arange(u0, u1)[None, :]).ravel()
         yaw_r = _yaw_matrix(obj.yaw)
-        d_local = yaw_r.T.astype(np.float32) @ rays[:, pix]
+        d_local = _rays(yaw_r.T @ cam_r, u_coords[u0:u1], v_coords[v0:v1])
         o_local = (yaw_r.T @ (cam_t - obj.center)).astype(np.float32)
         half = np.asarray(obj.size, np.float32) / 2.0
-        t_box, _ = _ray_aabb(o_local, d_local, -half, half, want_normal=False)
-        sel = np.nonzero(np.isfinite(t_box))[0]
+        t_box, _ = _ray_aabb(o_local, d_local, -half, half, want_face=False)
+        sel = np.nonzero(t_box < np.inf)[0]
         if sel.size == 0:
             continue
         d_sel = d_local[:, sel]
         t_best = np.full(sel.size, np.inf, np.float32)
-        n_best = np.zeros((3, sel.size), np.float32)
-        c_best = np.zeros((3, sel.size), np.float32)
-        own = np.asarray(obj.color_rgb, np.float32) / 255.0
-        for part in _parts_cached(obj.category, tuple(float(v) for v in obj.size)):
+        part_best = np.zeros(sel.size, np.int8)
+        face_best = np.zeros(sel.size, np.int8)
+        parts = _parts_cached(obj.category, tuple(float(v) for v in obj.size))
+        for i, part in enumerate(parts):
             pc = np.asarray(part.center, np.float32)
             ph = np.asarray(part.half, np.float32)
             if part.kind == 'box':
-                t, n = _ray_aabb(o_local, d_sel, pc - ph, pc + ph)
+                t, face = _ray_aabb(o_local, d_sel, pc - ph, pc + ph)
             else:
-                t, n = _ray_cylinder(o_local, d_sel, pc, float(ph[0]), float(ph[2]))
-            closer = np.nonzero(t < t_best)[0]
+                t, face = _ray_cylinder(o_local, d_sel, pc, float(ph[0]), float(ph[2]))
+            closer = t < t_best
             t_best[closer] = t[closer]
-            n_best[:, closer] = n[:, closer]
-            albedo = own if part.color is None else np.asarray(part.color, np.float32) / 255.0
-            c_best[:, closer] = albedo[:, None]
-        hit = np.nonzero(np.isfinite(t_best))[0]
+            part_best[closer] = i
+            face_best[closer] = face[closer]
+        hit = np.nonzero(t_best < np.inf)[0]
         if hit.size == 0:
             continue
         gpix = pix[sel[hit]]
         unoccluded_px[obj.instance_id] = int(gpix.size)
         front = np.nonzero(t_best[hit] < zbuf[gpix])[0]
         hit, gpix = hit[front], gpix[front]
-        zbuf[gpix] = t_best[hit]
+        t_hit = t_best[hit]
+        zbuf[gpix] = t_hit
         instance[gpix] = obj.instance_id
-        normal_world = yaw_r @ n_best[:, hit]  # local -> world
-        color[:, gpix] = c_best[:, hit] * shade(normal_world).astype(np.float32)
+        normal = _surface_normals(parts, part_best[hit], face_best[hit], o_local,
+                                  d_sel[:, hit], t_hit)
+        own = np.asarray(obj.color_rgb, np.float32) / 255.0
+        part_albedo = np.array([own if p.color is None else np.asarray(p.color) / 255.0
+                                for p in parts], np.float32)
+        lit = shade(yaw_r @ normal).astype(np.float32)  # normals: object -> world
+        color[gpix] = np.take(part_albedo, part_best[hit], axis=0) * lit[:, None]
 
     counts = np.bincount(instance, minlength=max([o.instance_id for o in objects], default=0) + 1)
     visible_px = {o.instance_id: int(counts[o.instance_id]) for o in objects}
 
     rng = np.random.default_rng(noise_seed)
-    rgb = color
     if noise_sigma > 0:  # grey sensor noise; uniform with the requested standard deviation
         noise = rng.random(n_px, dtype=np.float32) - np.float32(0.5)
-        rgb += noise * np.float32(noise_sigma * 12 ** 0.5)
-    rgb = np.ascontiguousarray(np.clip(rgb, 0.0, 255.0).astype(np.uint8).T).reshape(h, w, 3)
+        color += (noise * np.float32(noise_sigma * 12 ** 0.5))[:, None]
+    rgb = np.clip(color, 0.0, 255.0).astype(np.uint8).reshape(h, w, 3)
     depth = zbuf
     depth[~np.isfinite(depth)] = np.nan
     if dropout > 0:
