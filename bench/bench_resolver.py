@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -180,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         'warmup': args.warmup,
         'frame_size': [args.height, args.width],
         'command': ' '.join([Path(sys.executable).name] + sys.argv),
+        'load_average_at_start': [round(x, 2) for x in os.getloadavg()],
     }
     if args.dry_run:
         return {'info': info, 'dry_run': True}
@@ -223,6 +225,9 @@ def run(args: argparse.Namespace) -> dict:
                   logits_to_keep=1)
 
     results['plain_forward'] = summary(timed(plain_forward, it, wu, sync))
+    results['preprocess_frame'] = summary(
+        timed(lambda i: resolver.pixel_values(frames[i % len(frames)]), it, wu, sync)
+    )
 
     results['b_score_new_frame'] = summary(
         timed(
@@ -283,6 +288,7 @@ def run(args: argparse.Namespace) -> dict:
         k: round(results[k]['p50_ms'] / base, 4)
         for k in (
             'plain_forward',
+            'preprocess_frame',
             'b_score_new_frame',
             'encode_frame',
             'c_followup_cached',
@@ -298,6 +304,11 @@ def markdown(report: dict) -> str:
     rows = [
         ('(a) generate, 16 new tokens (baseline)', res['a_generate'], 1.0),
         ('plain single forward (reference)', res['plain_forward'], ratios['plain_forward']),
+        (
+            f"image preprocessing ({info['preprocess']}), part of (b)",
+            res['preprocess_frame'],
+            ratios['preprocess_frame'],
+        ),
         ('(b) score, new frame (one pass)', res['b_score_new_frame'], ratios['b_score_new_frame']),
         ('encode_frame (prefix KV only)', res['encode_frame'], ratios['encode_frame']),
         ('(c) follow-up, cached frame', res['c_followup_cached'], ratios['c_followup_cached']),
@@ -326,7 +337,8 @@ def markdown(report: dict) -> str:
         f"Batched, {info['batch']} queries: cached frame {b['p50_ms']:.2f} ms p50 "
         f"({b['queries_per_s']} queries/s, vs {res['single_cached_queries_per_s']} one at a "
         f"time); new frame {nb['p50_ms']:.2f} ms p50 ({nb['queries_per_s']} queries/s).",
-        f"Peak memory: {mem}; one frame's KV cache {res['frame_kv_cache_mib']} MiB.",
+        f"Peak memory: {mem}; one frame's KV cache {res['frame_kv_cache_mib']} MiB. "
+        f"Load average at start: {info['load_average_at_start']}.",
         f"Command: `{info['command']}`",
     ]
     return '\n'.join(lines) + '\n'
