@@ -40,3 +40,21 @@ def config_path(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f'config file {name!r} not found in {path.parent}')
     return path
+
+
+DEFAULT_MODEL_DIR = DATA_DIR / 'default_model'
+
+
+def model_dir(path: str | Path | None = None) -> Path:
+    """The model directory to load: ``path`` when given, else the model shipped in the package.
+
+    Raises ``ModelLoadError`` when nothing is given and no model is shipped, so callers can
+    tell the user which flag to pass.
+    """
+    from spatial_llava_ros.errors import ModelLoadError
+
+    if path is not None:
+        return Path(path)
+    if (DEFAULT_MODEL_DIR / 'config.json').is_file():
+        return DEFAULT_MODEL_DIR
+    raise ModelLoadError(f'no model directory given and no shipped model at {DEFAULT_MODEL_DIR}')

@@ -1,0 +1,86 @@
+"""Helpers shared by the demo and replay commands (not a command itself: leading underscore)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--model', default=None,
+                        help='local model directory (default: the model shipped in the package)')
+    parser.add_argument('--device', default=None, help='cpu, cuda, cuda:1 (default: auto)')
+    parser.add_argument('--dtype', default=None, help='bf16, fp16, fp32 (default: auto)')
+    parser.add_argument('--threshold', type=float, default=0.0,
+                        help='abstain when the best mark scores below this (0..1)')
+
+
+def load_resolver(args: argparse.Namespace):
+    """The resolver for ``--model``, else the shipped model, else a tiny random one (warned)."""
+    from spatial_llava_ros.errors import ModelLoadError
+    from spatial_llava_ros.model.resolver import Resolver
+    from spatial_llava_ros.paths import model_dir
+
+    try:
+        path = model_dir(args.model)
+    except ModelLoadError:
+        path = tiny_random_model()
+        print(f'warning: no model shipped or given; using a tiny RANDOM model at {path} '
+              '(its answers are chance). Pass --model DIR for real answers.', file=sys.stderr)
+    return Resolver.from_pretrained(path, abstain_threshold=args.threshold, device=args.device,
+                                    dtype=args.dtype)
+
+
+def tiny_random_model() -> Path:
+    """A tiny random LLaVA in the user cache, made once."""
+    import os
+
+    from spatial_llava_ros.model.tiny import make_tiny_model
+
+    cache = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache'))
+    out = cache / 'spatial_llava_ros' / 'tiny-random'
+    if not (out / 'config.json').is_file():
+        make_tiny_model(out)
+    return out
+
+
+def transform_table(transforms: dict[tuple[str, str], np.ndarray]):
+    """A pipeline ``TransformTable`` from ``{(parent, child): parent_T_child}``."""
+    from spatial_llava_ros.pipeline import TransformTable
+
+    table = TransformTable()
+    for (parent, child), matrix in transforms.items():
+        table.add(parent, child, matrix)
+    return table
+
+
+def draw_answer(marked, outcome, query: str) -> np.ndarray:
+    """The marked image with the chosen mark boxed in green and the query written on top."""
+    import cv2
+
+    image = marked.image.copy()
+    h, w = image.shape[:2]
+    if outcome.box is not None:
+        x0, y0, x1, y1 = outcome.box
+        cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), max(2, w // 200))
+    verdict = f'-> mark {outcome.mark_id} ({outcome.confidence:.2f})' if outcome.success \
+        else f'-> {outcome.code}'
+    text = f'"{query}" {verdict}'
+    scale = max(0.4, w / 1100)
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    cv2.rectangle(image, (0, 0), (min(w, tw + 12), th + base + 12), (0, 0, 0), -1)
+    cv2.putText(image, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thick, cv2.LINE_AA)
+    return image
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path}')
