@@ -1,0 +1,98 @@
+"""The launch files without ROS: they parse, declare the issue's arguments, start only
+executables that CMakeLists installs, and replay's topics are the synthetic bag's.
+With ROS 2 installed, bringup's description is also built for real."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BRINGUP = ROOT / 'launch' / 'bringup.launch.py'
+REPLAY = ROOT / 'launch' / 'replay.launch.py'
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding='utf-8'), filename=str(path))
+
+
+def _bringup_arguments() -> dict[str, str]:
+    for node in ast.walk(_tree(BRINGUP)):
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == 'ARGUMENTS' for t in node.targets):
+            return {name: default for name, default, _ in ast.literal_eval(node.value)}
+    raise AssertionError('bringup.launch.py has no ARGUMENTS table')
+
+
+def _string_kwargs(path: Path, key: str) -> set[str]:
+    out = set()
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.keyword) and node.arg == key and \
+                isinstance(node.value, ast.Constant):
+            out.add(node.value.value)
+    return out
+
+
+def _replay_defaults() -> dict[str, str]:
+    out = {}
+    for node in ast.walk(_tree(REPLAY)):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == \
+                'DeclareLaunchArgument':
+            name = node.args[0].value
+            for kw in node.keywords:
+                if kw.arg == 'default_value':
+                    out[name] = kw.value.value
+    return out
+
+
+def test_bringup_declares_the_issue_arguments():
+    args = _bringup_arguments()
+    for name in ('namespace', 'color_topic', 'depth_topic', 'camera_info_topic', 'model_path',
+                 'device', 'use_depth', 'use_speech', 'navigate', 'params_file'):
+        assert name in args, name
+    assert args['navigate'] == 'false' and args['use_speech'] == 'false'
+    assert args['use_depth'] == 'true'
+
+
+def test_launched_executables_are_installed_by_cmake():
+    cmake = (ROOT / 'CMakeLists.txt').read_text(encoding='utf-8')
+    installed = set(re.search(r'set\(node_executables ([^)]*)\)', cmake).group(1).split())
+    launched = _string_kwargs(BRINGUP, 'executable')
+    assert launched == {'marker_node', 'resolver_node', 'speech_node'}
+    assert launched <= installed
+    for name in installed - {'speech_node'}:  # speech_node.py belongs to the speech module
+        assert (ROOT / 'spatial_llava_ros' / 'nodes' / f'{name}.py').is_file()
+    assert 'install(DIRECTORY launch config' in cmake
+
+
+def test_bringup_drives_the_lifecycle_node_to_active():
+    text = BRINGUP.read_text(encoding='utf-8')
+    assert 'TRANSITION_CONFIGURE' in text and 'TRANSITION_ACTIVATE' in text
+    assert "start_state='configuring'" in text and "goal_state='inactive'" in text
+    assert 'eval(' not in text
+
+
+def test_replay_plays_the_synthetic_bag_topics():
+    bag = pytest.importorskip('spatial_llava_ros.scene.bag')
+    defaults = _replay_defaults()
+    assert defaults['color_topic'] == bag.COLOR_TOPIC
+    assert defaults['depth_topic'] == bag.DEPTH_TOPIC
+    assert defaults['camera_info_topic'] == bag.INFO_TOPIC
+    args = _bringup_arguments()
+    assert args['color_topic'] == bag.COLOR_TOPIC and args['depth_topic'] == bag.DEPTH_TOPIC
+    text = REPLAY.read_text(encoding='utf-8')
+    assert "'ros2', 'bag', 'play'" in text and "'--clock'" in text
+    assert "'use_sim_time': 'true'" in text
+
+
+def test_bringup_description_builds_under_ros():
+    pytest.importorskip('launch_ros', reason='needs ROS 2 launch_ros')
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('bringup_launch', BRINGUP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    assert {'model_path', 'navigate', 'params_file'} <= names
