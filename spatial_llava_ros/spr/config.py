@@ -53,7 +53,8 @@ DEFAULTS = {
 }
 
 TRAIN_DEFAULTS = {
-    'beta': 0.1, 'loss_type': 'sigmoid', 'learning_rate': 5e-5, 'max_steps': 100,
+    'beta': 0.1, 'loss_type': 'sigmoid', 'loss_weights': None, 'learning_rate': 5e-5,
+    'max_steps': 100,
     'num_train_epochs': 1.0, 'per_device_train_batch_size': 4,
     'gradient_accumulation_steps': 1, 'warmup_steps': 0, 'weight_decay': 0.0,
     'lr_scheduler_type': 'linear', 'logging_steps': 10, 'save_steps': 50,

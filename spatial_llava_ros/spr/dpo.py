@@ -65,6 +65,12 @@ class _SquareCollator:
         return self._inner(examples)
 
 
+def _as_list(value, kind):
+    if value is None:
+        return None
+    return [kind(v) for v in value] if isinstance(value, (list, tuple)) else [kind(value)]
+
+
 def last_checkpoint(out_dir: Path) -> Path | None:
     ckpts = [p for p in out_dir.glob('checkpoint-*') if p.name.split('-')[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split('-')[-1])) if ckpts else None
@@ -76,7 +82,13 @@ def train_dpo(model_dir: str | Path, work_dir: str | Path, out_dir: str | Path, 
     """Train a LoRA adapter with DPO on ``work_dir/pairs.jsonl``; returns the train metrics."""
     from datasets import Dataset, Image, Sequence
     from peft import LoraConfig
-    from trl import DPOConfig, DPOTrainer
+
+    try:
+        from trl import DPOConfig, DPOTrainer
+        from trl.trainer.dpo_trainer import DataCollatorForVisionPreference  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(f'spr train needs trl with vision DPO (tested: trl 1.16): {exc}'
+                             ) from exc
 
     from spatial_llava_ros.model.loading import load_model
     from spatial_llava_ros.model.prompt import PromptTemplate
@@ -102,7 +114,8 @@ def train_dpo(model_dir: str | Path, work_dir: str | Path, out_dir: str | Path, 
     import torch
 
     args = DPOConfig(
-        output_dir=str(out), beta=float(cfg['beta']), loss_type=[str(cfg['loss_type'])],
+        output_dir=str(out), beta=float(cfg['beta']), loss_type=_as_list(cfg['loss_type'], str),
+        loss_weights=_as_list(cfg['loss_weights'], float),
         learning_rate=float(cfg['learning_rate']), max_steps=int(cfg['max_steps'] or -1),
         num_train_epochs=float(cfg['num_train_epochs']),
         per_device_train_batch_size=int(cfg['per_device_train_batch_size']),
