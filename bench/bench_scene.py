@@ -47,6 +47,7 @@ def main() -> None:
     except ImportError:
         pass
 
+    load_start = os.getloadavg()[0]
     seeds = list(range(args.scenes))
     generate_scene_and_layout(10_000, args.width, args.height)  # warm caches
     gen_passes, n_objects, n_expr, n_caps, px = [], [], [], [], []
@@ -54,9 +55,9 @@ def main() -> None:
     for rep in range(args.repeats):
         per = []
         for seed in seeds:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             scene, layout = generate_scene_and_layout(seed, args.width, args.height)
-            per.append(time.perf_counter() - t0)
+            per.append((time.perf_counter() - t0, time.process_time() - c0))
             if rep == 0:
                 layouts.append((scene, layout))
                 n_objects.append(len(scene.objects))
@@ -70,18 +71,23 @@ def main() -> None:
         per = []
         for scene, layout in layouts:
             pose = trajectory_poses(layout, 8)[3]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             render_frame(layout.objects, pose, scene.frame.intrinsics, layout.room,
                          dropout=0.002)
-            per.append(time.perf_counter() - t0)
+            per.append((time.perf_counter() - t0, time.process_time() - c0))
         render_passes.append(per)
 
-    def summary(passes: list[list[float]]) -> dict:
-        best = min(passes, key=sum)
-        return {'fps': len(best) / sum(best), 'mean_ms': 1000 * statistics.mean(best),
-                'median_ms': 1000 * statistics.median(best), 'p95_ms':
-                1000 * float(np.percentile(best, 95)), 'max_ms': 1000 * max(best),
-                'passes_fps': [len(p) / sum(p) for p in passes]}
+    def summary(passes: list[list[tuple[float, float]]]) -> dict:
+        """Wall-clock and CPU (process) time; on a shared machine CPU time is the fair
+        one-core figure, wall time is what a user would see on this machine right now."""
+        best = min(passes, key=lambda p: sum(w for w, _ in p))
+        wall = [w for w, _ in best]
+        cpu = [c for _, c in best]
+        return {'fps': len(wall) / sum(wall), 'mean_ms': 1000 * statistics.mean(wall),
+                'median_ms': 1000 * statistics.median(wall),
+                'p95_ms': 1000 * float(np.percentile(wall, 95)), 'max_ms': 1000 * max(wall),
+                'cpu_fps': len(cpu) / sum(cpu), 'cpu_mean_ms': 1000 * statistics.mean(cpu),
+                'passes_fps': [len(p) / sum(w for w, _ in p) for p in passes]}
 
     px_arr = np.array(px)
     result = {
@@ -100,6 +106,7 @@ def main() -> None:
         'machine': {'python': platform.python_version(), 'numpy': np.__version__,
                     'cpu': platform.processor() or platform.machine(),
                     'cores_visible': os.cpu_count(), 'threads': 1,
+                    'loadavg_1min_at_start': load_start,
                     'loadavg_1min_at_end': os.getloadavg()[0]},
     }
     stem = Path(args.out)
@@ -112,20 +119,24 @@ def main() -> None:
         '',
         f'`{result["command"]}`',
         '',
-        '| what | fps | mean ms | median ms | p95 ms | max ms |',
-        '|---|---|---|---|---|---|',
-        f'| generate_scene (layout + render + expressions) | {g["fps"]:.1f} | '
-        f'{g["mean_ms"]:.1f} | {g["median_ms"]:.1f} | {g["p95_ms"]:.1f} | {g["max_ms"]:.1f} |',
-        f'| render_frame (new pose, same objects) | {r["fps"]:.1f} | {r["mean_ms"]:.1f} | '
-        f'{r["median_ms"]:.1f} | {r["p95_ms"]:.1f} | {r["max_ms"]:.1f} |',
+        '| what | fps (CPU time) | CPU ms/frame | fps (wall) | wall mean ms | wall median ms '
+        '| wall p95 ms |',
+        '|---|---|---|---|---|---|---|',
+        f'| generate_scene (layout + render + expressions) | {g["cpu_fps"]:.1f} | '
+        f'{g["cpu_mean_ms"]:.1f} | {g["fps"]:.1f} | {g["mean_ms"]:.1f} | {g["median_ms"]:.1f} '
+        f'| {g["p95_ms"]:.1f} |',
+        f'| render_frame (new pose, same objects) | {r["cpu_fps"]:.1f} | {r["cpu_mean_ms"]:.1f} '
+        f'| {r["fps"]:.1f} | {r["mean_ms"]:.1f} | {r["median_ms"]:.1f} | {r["p95_ms"]:.1f} |',
         '',
         f'Objects per scene {result["objects_per_scene_mean"]:.1f}, expressions '
         f'{result["expressions_per_scene_mean"]:.1f}, captions '
         f'{result["captions_per_scene_mean"]:.1f}; median object area '
         f'{result["object_pixels_median"]} px, objects >= 400 px: '
-        f'{100 * result["objects_ge_400px_fraction"]:.0f}%. Target >= 20 fps. '
-        f'1-min load average at the end: {result["machine"]["loadavg_1min_at_end"]:.2f} '
-        f'on {result["machine"]["cores_visible"]} visible cores.',
+        f'{100 * result["objects_ge_400px_fraction"]:.0f}%. Target >= 20 fps on one core. '
+        f'1-min load average {load_start:.2f} at the start, '
+        f'{result["machine"]["loadavg_1min_at_end"]:.2f} at the end, on '
+        f'{result["machine"]["cores_visible"]} visible cores (wall time suffers when the '
+        'machine is shared; CPU time is this process alone).',
     ]
     stem.with_suffix('.md').write_text('\n'.join(table) + '\n')
     print('\n'.join(table))

@@ -13,8 +13,10 @@ from spatial_llava_ros.scene.io import read_scene
 
 def test_scene_command(tmp_path, capsys):
     assert main(['scene', '--seed', '4', '--out', str(tmp_path / 's'), '--width', '128',
-                 '--height', '96']) == 0
+                 '--height', '96', '--preview', str(tmp_path / 'p.png')]) == 0
     assert 'wrote scene 4 (128x96)' in capsys.readouterr().out
+    import cv2
+    assert cv2.imread(str(tmp_path / 'p.png')).shape == (48, 3 * 64, 3)
     scene = read_scene(tmp_path / 's')
     assert scene.frame.rgb.shape == (96, 128, 3) and scene.seed == 4
     ann = json.loads((tmp_path / 's' / 'annotation.json').read_text())

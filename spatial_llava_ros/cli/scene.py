@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     parser.add_argument('--height', type=int, default=480, help='image height, px (480)')
     parser.add_argument('--objects', type=int, default=None, metavar='N',
                         help='number of objects, 3-12 (default: drawn from the seed)')
+    parser.add_argument('--preview', metavar='PNG', default=None,
+                        help='also write a picture: RGB | depth | instances side by side')
+    parser.add_argument('--preview-scale', type=float, default=0.5, metavar='S',
+                        help='size of each preview panel relative to the image (0.5)')
     parser.set_defaults(func=run)
 
 
@@ -37,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     print(f'wrote scene {args.seed} ({args.width}x{args.height}) to {out}: '
           f'{len(scene.objects)} objects ({", ".join(f"{n} {c}" for c, n in cats.items())}), '
           f'{len(scene.expressions)} expressions, {len(scene.vsr_captions)} captions')
+    if args.preview:
+        from spatial_llava_ros.scene.preview import write_preview
+
+        print(f'preview: {write_preview(scene.frame, args.preview, args.preview_scale)}')
     for expr in scene.expressions[:3]:
         print(f'  "{expr.text}" -> object {expr.target_id} ({expr.relation})')
     return 0
