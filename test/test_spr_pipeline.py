@@ -117,3 +117,25 @@ def test_spr_errors_are_one_line(tiny, tmp_path, capsys):
     assert main(['spr', 'train', str(tmp_path / 'w2'), '--out', str(tmp_path / 'o'),
                  '--model', str(tiny)]) == 2
     assert 'no preference pairs' in capsys.readouterr().err
+
+
+def test_generate_from_scene_folders(tiny, tmp_path, capsys):
+    from spatial_llava_ros.scene.generate import generate_scene
+    from spatial_llava_ros.scene.io import write_scene
+
+    scene = generate_scene(3, 320, 240)
+    for obj in scene.objects:  # real data: no 3D boxes
+        obj.center = obj.center * np.nan
+    write_scene(scene, tmp_path / 'scenes' / 'kitchen_01')
+    work = tmp_path / 'work'
+    assert main(['spr', 'generate', str(work), '--model', str(tiny), '--config', _cfg(tmp_path),
+                 '--scenes-dir', str(tmp_path / 'scenes'), '--kinds', 'refs', '--samples', '1',
+                 '--threads', '1', '--no-progress']) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats['scenes'] == 1 and stats['regions'] == 1
+    (scene_rec,) = read_jsonl(work / 'scenes.jsonl')
+    assert scene_rec['scene_id'] == 'kitchen_01'
+    assert all(o['center'] is None for o in scene_rec['objects'])
+    (desc,) = read_jsonl(work / 'descriptions.jsonl')
+    assert desc['kind'] == 'refs' and 'at marks ' in desc['question']
+    assert main(['spr', 'score', str(work), '--no-progress']) == 0

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     gen.add_argument('work', metavar='WORK', help='SPR work directory (created)')
     gen.add_argument('--model', default=None, help='checkpoint dir (default: bundled model)')
     gen.add_argument('--seeds', default=None, help='START:END or a,b,c (default: config)')
+    gen.add_argument('--scenes-dir', default=None,
+                     help='SUN-Spot-style scene folders (*/annotation.json) instead of seeds')
     gen.add_argument('--config', default=None, help='SPR YAML (default: config/spr.yaml)')
     gen.add_argument('--kinds', default=None, help='prompt kinds, e.g. marked,crop,refs')
     gen.add_argument('--samples', type=int, default=None, help='samples per prompt kind')
@@ -134,7 +136,11 @@ def _generate(args, cfg) -> int:
         cfg['sampling']['samples_per_prompt'] = args.samples
     if args.greedy:
         cfg['sampling']['do_sample'] = False
-    seeds = parse_seeds(args.seeds or cfg['data']['seeds'])
+    seeds = stages.scene_sources(
+        None if args.scenes_dir else parse_seeds(args.seeds or cfg['data']['seeds']),
+        args.scenes_dir)
+    if not seeds:
+        raise InputError('no scenes to describe (empty --seeds)')
     model_dir = _model_dir(args.model)
     settings = SomSettings.for_model(model_dir)
     if cfg['data']['scene_width'] and cfg['data']['scene_height']:
@@ -144,7 +150,7 @@ def _generate(args, cfg) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     (work / 'spr_config.json').write_text(json.dumps(
-        {'model': str(model_dir), 'seeds': [seeds[0], seeds[-1], len(seeds)], **cfg},
+        {'model': str(model_dir), 'scenes': [str(seeds[0]), str(seeds[-1]), len(seeds)], **cfg},
         indent=2) + '\n', encoding='utf-8')
     stats = stages.generate(resolver, work, seeds, cfg, settings, progress=not args.no_progress)
     print(json.dumps(stats))

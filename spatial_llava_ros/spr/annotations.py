@@ -159,10 +159,13 @@ def annotate(scene_id: str, objects, instance_mask: np.ndarray,
         box = mask_box(instance_mask == obj.instance_id)
         if box[2] <= box[0]:
             continue
+        center = np.asarray(obj.center, dtype=float).ravel()[:3]
+        size = np.asarray(obj.size, dtype=float).ravel()[:3]
+        has_3d = center.size == 3 and size.size == 3 and np.isfinite([*center, *size]).all()
         annotated.append(AnnotatedObject(
-            int(obj.instance_id), str(obj.category), str(obj.color_name), box,
-            tuple(float(v) for v in np.asarray(obj.center).ravel()[:3]),
-            tuple(float(v) for v in np.asarray(obj.size).ravel()[:3]), float(obj.yaw),
+            int(obj.instance_id), str(obj.category), str(obj.color_name or ''), box,
+            tuple(float(v) for v in center) if has_3d else None,  # real data may lack 3D
+            tuple(float(v) for v in size) if has_3d else None, float(obj.yaw),
             marks_of.get(int(obj.instance_id))))
     return SceneAnnotation(
         str(scene_id), int(w), int(h), annotated,

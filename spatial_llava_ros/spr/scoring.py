@@ -63,7 +63,7 @@ class DescriptionScore:
     total: float
     precision: float
     coverage: float
-    detail: float
+    detail: float | None
     relations: float | None
     n_mentions: int
     n_groundings: int
@@ -166,7 +166,7 @@ def resolve_mention(m: Mention, region_objs: list[AnnotatedObject],
 
 def _relation_truth(rel_name: str, a: AnnotatedObject, b: AnnotatedObject,
                     annotation: SceneAnnotation) -> bool | None:
-    if annotation.camera_pose is None or a.center is None or b.center is None:
+    if annotation.camera_pose is None or None in (a.center, b.center, a.size, b.size):
         return None
     from spatial_llava_ros.scene.expressions import object_views, pair_relation
     from spatial_llava_ros.scene.types import SceneObject
@@ -179,8 +179,9 @@ def _relation_truth(rel_name: str, a: AnnotatedObject, b: AnnotatedObject,
 
 def semantic_parts(parsed: ParsedDescription, region_objs: list[AnnotatedObject],
                    annotation: SceneAnnotation, surround_credit: float = 0.5
-                   ) -> tuple[float, float, float, float | None]:
-    """(precision, coverage, detail, relations or None); see the module docstring."""
+                   ) -> tuple[float, float, float | None, float | None]:
+    """(precision, coverage, detail, relations); detail is None when no region object has
+    a colour, relations None when none was stated and checkable; see the module docstring."""
     if not parsed.mentions:
         return 0.0, 0.0, 0.0, None
     credits = []
@@ -188,7 +189,7 @@ def semantic_parts(parsed: ParsedDescription, region_objs: list[AnnotatedObject]
         for pool, credit in ((region_objs, 1.0), (annotation.objects, surround_credit)):
             same = [o for o in pool if o.category == m.category]
             if same:
-                ok_colour = m.color is None or any(o.color == m.color for o in same)
+                ok_colour = m.color is None or any(o.color in (m.color, '') for o in same)
                 credits.append(credit if ok_colour else credit * 0.5)
                 break
         else:
@@ -209,9 +210,9 @@ def semantic_parts(parsed: ParsedDescription, region_objs: list[AnnotatedObject]
         if free:
             covered[free[0].instance_id] = m
     coverage = len(covered) / len(region_objs) if region_objs else 0.0
-    by_id = {o.instance_id: o for o in region_objs}
-    detail = (sum(m.color is not None and m.color == by_id[i].color for i, m in covered.items())
-              / len(region_objs)) if region_objs else 0.0
+    coloured = [o for o in region_objs if o.color]  # real annotations may have no colours
+    detail = (sum(covered[o.instance_id].color == o.color for o in coloured
+                  if o.instance_id in covered) / len(coloured)) if coloured else None
 
     truths = []
     for rel in parsed.relations:
@@ -242,7 +243,7 @@ def score_description(text: str, region: QueryRegion, annotation: SceneAnnotatio
     parsed = parse_for(text, annotation)
     precision, coverage, detail, rel = semantic_parts(parsed, objs, annotation,
                                                       w.surround_credit)
-    parts = [precision, coverage, detail] + ([rel] if rel is not None else [])
+    parts = [p for p in (precision, coverage, detail, rel) if p is not None]
     semantic = float(np.mean(parts))
     loc, n_match, mean_iou = localization_score(parsed, objs, annotation, w.min_iou)
     total = w.semantic_weight * semantic + w.localization_weight * loc

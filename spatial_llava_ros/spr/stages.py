@@ -17,6 +17,7 @@ stopped; a scene counts as generated only once its scenes.jsonl line is written.
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +39,65 @@ def _tqdm(it, **kw):
     return tqdm(it, **kw)
 
 
-def scene_annotation(seed: int, settings) -> tuple[SceneAnnotation, np.ndarray]:
-    """Annotation and SoM image of synthetic scene ``seed``, marked like the model's data."""
-    from spatial_llava_ros.training.synthetic import marked_scene
+def scene_annotation(source, settings) -> tuple[SceneAnnotation, np.ndarray]:
+    """Annotation and SoM image of one scene, marked the way the model's data was.
 
-    ms = marked_scene(int(seed), settings, keep=True)
-    scene, marked = ms.scene, ms.marked
-    ann = annotate(str(seed), scene.objects, scene.frame.instance_mask,
-                   {m.mark_id: m.mask for m in marked.marks}, ms.marks_of,
+    ``source`` is a synthetic scene seed (int) or a SUN-Spot-style scene folder
+    (``scene.io.read_scene``): the marks engine marks the frame and every annotated object
+    is tied to the mark that overlaps it best (``evaluation.matching.match_marks``).
+    """
+    if isinstance(source, (int, np.integer)):
+        from spatial_llava_ros.training.synthetic import marked_scene
+
+        ms = marked_scene(int(source), settings, keep=True)
+        scene, marked, marks_of, scene_id = ms.scene, ms.marked, ms.marks_of, str(source)
+    else:
+        from spatial_llava_ros.evaluation.matching import match_marks
+        from spatial_llava_ros.marks.engine import mark_frame
+        from spatial_llava_ros.scene.io import read_scene
+
+        scene = read_scene(source)
+        marked = mark_frame(scene.frame.rgb, scene.frame.depth, scene.frame.intrinsics,
+                            **settings.marker_kwargs())
+        matched = match_marks({m.mark_id: m.mask for m in marked.marks},
+                              scene.frame.instance_mask)
+        marks_of = {inst: mark for inst, (mark, _) in matched.items()}
+        scene_id = Path(source).name
+    ann = annotate(scene_id, scene.objects, scene.frame.instance_mask,
+                   {m.mark_id: m.mask for m in marked.marks}, marks_of,
                    scene.frame.camera_pose)
     return ann, marked.image
 
 
-def generate(resolver, out_dir: str | Path, seeds: list[int], cfg: dict, settings,
+def scene_sources(seeds: list[int] | None = None, scenes_dir: str | Path | None = None
+                  ) -> list:
+    """Seeds, or every scene folder (holding annotation.json) under ``scenes_dir``."""
+    if scenes_dir is None:
+        return list(seeds or [])
+    root = Path(scenes_dir)
+    if not root.is_dir():
+        raise InputError(f'scenes dir {root} is not a directory')
+    if (root / 'annotation.json').is_file():
+        return [root]
+    found = sorted(p.parent for p in root.glob('*/annotation.json'))
+    if not found:
+        raise InputError(f'no scene folders (*/annotation.json) under {root}')
+    names = [p.name for p in found]
+    if len(set(names)) != len(names):
+        raise InputError(f'scene folder names under {root} are not unique')
+    return found
+
+
+def _scene_id(source) -> str:
+    return str(source) if isinstance(source, (int, np.integer)) else Path(source).name
+
+
+def generate(resolver, out_dir: str | Path, seeds: list, cfg: dict, settings,
              progress: bool = True) -> dict:
-    """Steps 1-2: grow regions on each scene and sample grounded descriptions of them."""
+    """Steps 1-2: grow regions on each scene and sample grounded descriptions of them.
+
+    ``seeds``: synthetic scene seeds and/or scene folders (see ``scene_sources``).
+    """
     from PIL import Image
 
     out = Path(out_dir)
@@ -68,13 +113,15 @@ def generate(resolver, out_dir: str | Path, seeds: list[int], cfg: dict, setting
     gen = ({'do_sample': True, 'temperature': float(scfg['temperature']),
             'top_p': float(scfg['top_p'])} if scfg['do_sample'] else {'do_sample': False})
     stats = {'scenes': 0, 'skipped_done': 0, 'no_region': 0, 'regions': 0, 'descriptions': 0}
-    todo = [s for s in seeds if str(s) not in done]
+    todo = [s for s in seeds if _scene_id(s) not in done]
     stats['skipped_done'] = len(seeds) - len(todo)
     import torch
 
     for seed in _tqdm(todo, desc='spr generate', unit='scene', disable=not progress):
         ann, som = scene_annotation(seed, settings)
-        rng = np.random.default_rng([int(dcfg['seed']), int(seed)])
+        key = (int(seed) if isinstance(seed, (int, np.integer))
+               else zlib.crc32(ann.scene_id.encode()))
+        rng = np.random.default_rng([int(dcfg['seed']), key])
         regions = sample_regions(ann, int(dcfg['regions_per_scene']), rng,
                                  int(dcfg['min_objects']), int(dcfg['min_size']))
         region_rows, desc_rows = [], []
@@ -82,7 +129,7 @@ def generate(resolver, out_dir: str | Path, seeds: list[int], cfg: dict, setting
             image_name = f'images/{ann.scene_id}_r{region.region_id}.png'
             train_img, train_q = region_prompt(pcfg['train_kind'], som, region, pcfg)
             Image.fromarray(train_img).save(out / image_name)
-            torch.manual_seed(int(dcfg['seed']) * 1_000_003 + int(seed) * 101 + region.region_id)
+            torch.manual_seed(int(dcfg['seed']) * 1_000_003 + key * 101 + region.region_id)
             for kind in pcfg['kinds']:
                 image, question = region_prompt(kind, som, region, pcfg)
                 for k in range(n_samples):
