@@ -175,11 +175,12 @@ def score(out_dir: str | Path, cfg: dict, progress: bool = True) -> dict:
         ann = scenes[d['scene_id']]
         region = QueryRegion.from_dict(regions[(d['scene_id'], int(d['region_id']))])
         base = {'scene_id': key[0], 'region_id': key[1], 'kind': key[2], 'sample': key[3]}
-        rows.append({**base, 'role': 'initial', 'text': d['text'],
-                     'score': score_description(d['text'], region, ann, weights).to_dict()})
         for ref in refine_description(d['text'], region, ann):
             rows.append({**base, 'role': 'refined', 'refinement': ref.kind, 'text': ref.text,
                          'score': score_description(ref.text, region, ann, weights).to_dict()})
+        # the initial row goes last: once it is on disk, so are its refinements
+        rows.append({**base, 'role': 'initial', 'text': d['text'],
+                     'score': score_description(d['text'], region, ann, weights).to_dict()})
         n_new += 1
         if len(rows) >= 256:
             append_jsonl(out / 'scores.jsonl', rows)
@@ -211,7 +212,12 @@ def pairs(out_dir: str | Path, cfg: dict) -> dict:
     out = Path(out_dir)
     scenes, regions, _ = _load_done(out)
     by_region: dict[tuple, dict[str, list[dict]]] = {}
-    for r in read_jsonl(out / 'scores.jsonl'):
+    rows_in = list(read_jsonl(out / 'scores.jsonl'))
+    complete = {(r['scene_id'], r['region_id'], r['kind'], r['sample'])
+                for r in rows_in if r['role'] == 'initial'}
+    for r in rows_in:
+        if (r['scene_id'], r['region_id'], r['kind'], r['sample']) not in complete:
+            continue  # refinements of a description whose scoring was cut short
         by_region.setdefault((r['scene_id'], int(r['region_id'])), {}).setdefault(
             r['role'], []).append(r)
     rows, skipped = [], 0
