@@ -225,3 +225,19 @@ def test_tiny_factory_is_parameterisable(tmp_path):
     assert Resolver(loaded).num_image_tokens == 16 and set(res.scores) == {3, 37}
     with pytest.raises(ValueError, match='not a multiple'):
         make_tiny_model(tmp_path / 'q', image_size=18, patch_size=4)
+
+
+@pytest.mark.slow
+def test_real_checkpoint_from_env():
+    """A real LLaVA-1.5 / Spatial-LLaVA directory, when one is available locally."""
+    import os
+
+    path = os.environ.get('SPATIAL_LLAVA_CHECKPOINT')
+    if not path:
+        pytest.skip('set SPATIAL_LLAVA_CHECKPOINT to a local llava-hf style directory')
+    resolver = Resolver.from_pretrained(path)
+    assert resolver.num_image_tokens == 576
+    assert len(resolver.answer_ids(12)) == len(resolver.answer_ids(3)) + 1  # one per digit
+    img = np.full((336, 448, 3), 127, np.uint8)
+    res = resolver.score(img, [1, 2, 12], 'the chair left of the table')
+    assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-5)
