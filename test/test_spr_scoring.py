@@ -98,7 +98,8 @@ def test_parser_reads_the_syntaxes():
     assert [(r.name, r.subject, r.object) for r in p.relations] == [('left_of', 0, 1)]
     for text, mark in [('a red mug [7] here', 7), ('the red mug (7)', 7),
                        ('Mark 7. It is the red mug.', 7), ('red mugs <7>', 7),
-                       ('the red mug #7', 7), ('the red mug (Mark #7)', 7)]:
+                       ('the red mug #7', 7), ('the red mug (Mark #7)', 7),
+                       ('7: the red mug.', 7), ('Here. 7: the red mug', 7)]:
         p = parse_description(text, CATS, COLS)
         assert [(m.category, m.grounding.mark) for m in p.mentions] == [('mug', mark)], text
     p = parse_description('<ref>the red mug</ref><box>[0.1, 0.2, 0.3, 0.4]</box>', CATS, COLS)

@@ -5,8 +5,8 @@ Canonical form, what refinement writes and the prompts ask for::
     the red mug (mark 3) is left of the blue box (mark 5).
 
 Also read, because models (and people) write them: ``(3)``, ``[3]``, ``<3>``, ``#3``,
-``mark 3`` / ``Mark 3.`` (the Spatial-LLaVA answer style), and the paper's boxes
-``[x0, y0, x1, y1]`` (fractions of the image in [0, 1], or pixels) with or without
+``mark 3`` / ``Mark 3.`` / ``3: the chair`` (the Spatial-LLaVA answer styles), and the
+paper's boxes ``[x0, y0, x1, y1]`` (fractions of the image in [0, 1], or pixels) with or without
 ``<ref>..</ref><box>..</box>`` tags. A grounding belongs to the object phrase right before
 it in the same clause; a grounding with no phrase before it ("Mark 3. It is the chair")
 takes the first phrase after it. Object phrases are category names (plural too, plus a few
@@ -32,8 +32,9 @@ _GROUNDING = re.compile(
     r'|\(\s*mark\s*#?\s*(\d+)\s*\)'  # 5: (mark 3)
     r'|[(\[<]\s*#?\s*(\d+)\s*[)\]>]'  # 6: (3) [3] <3>
     r'|\bmarks?\s*#?\s*(\d+)\b'  # 7: mark 3
-    r'|#(\d+)\b',  # 8: #3
-    re.IGNORECASE)
+    r'|#(\d+)\b'  # 8: #3
+    r'|(?:^|(?<=[.;!?]\s))(\d+)\s*:(?!\d)',  # 9: "3: the chair ..." at a sentence start
+    re.IGNORECASE | re.MULTILINE)
 _SENTENCE_END = re.compile(r'[.!?;\n]')
 
 
