@@ -223,9 +223,9 @@ class Resolver:
     def _forward(self, embeds, mask, positions, cache, keep) -> torch.Tensor:
         out = self.model(
             inputs_embeds=embeds,
-            attention_mask=mask.to(self.device),
+            attention_mask=None if mask is None else mask.to(self.device),
             position_ids=positions.to(self.device)[None],
-            use_cache=True,
+            use_cache=cache is not None,
             logits_to_keep=keep.to(self.device),
             **{self._cache_kw: cache},
         )
@@ -292,10 +292,8 @@ class Resolver:
             embeds = self._prefix_embeds(image, prefix)
             p = len(prefix)
             cache = self._new_cache()
-            mask = torch.zeros(p, p, dtype=self.dtype)
-            blocked = ~torch.ones(p, p, dtype=torch.bool).tril()
-            mask.masked_fill_(blocked, torch.finfo(self.dtype).min)
-            self._forward(embeds, mask[None, None], torch.arange(p), cache, torch.tensor([p - 1]))
+            # plain causal prefix: no custom mask, so sdpa can take its fused causal kernel
+            self._forward(embeds, None, torch.arange(p), cache, torch.tensor([p - 1]))
             return self._remember(key, marks, p, cache, frame_text)
 
     def _remember(self, key, marks, p, cache, frame_text) -> FrameCache:
