@@ -156,6 +156,15 @@ def _check_expression(scene, expr):
         assert sign * (key[t] - key[lid]) > 0
         for o in same:
             assert sign * (key[o.instance_id] - key[lid]) < 0
+        inv = np.linalg.inv(scene.frame.camera_pose)
+        xt = (target.corners() @ inv[:3, :3].T + inv[:3, 3])[:, 0]
+        xl = (scene.object(lid).corners() @ inv[:3, :3].T + inv[:3, 3])[:, 0]
+        if rel == 'left_of':  # beyond the landmark's left edge, not just left of its centre
+            assert x[t] <= xl.min() and x[lid] >= xt.max()
+        elif rel == 'right_of':
+            assert x[t] >= xl.max() and x[lid] <= xt.min()
+        else:  # in front of / behind: roughly in line with it, not far to its side
+            assert max(xt.min() - xl.max(), xl.min() - xt.max()) <= 0.3 + 1e-9
     elif rel in ('nearest', 'farthest'):
         assert same
         pick = min if rel == 'nearest' else max

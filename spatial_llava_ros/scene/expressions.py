@@ -30,6 +30,7 @@ ORDINALS = ('first', 'second', 'third', 'fourth', 'fifth')
 LR_TRUE, LR_FALSE = 0.25, 0.10
 BEARING_TRUE, BEARING_FALSE = math.radians(2.5), math.radians(1.0)
 DEPTH_TRUE, DEPTH_FALSE = 0.40, 0.15
+LATERAL_TRUE = 0.30  # in front of / behind: at most this far apart sideways
 NEXT_TRUE, NEXT_FALSE = 0.45, 1.00
 EXTREME_MARGIN = 0.35
 VOLUME_RATIO = 1.7
@@ -50,6 +51,8 @@ class ObjectView:
     dist: float
     bearing: float
     volume: float
+    x_min: float = math.nan  # extent of its 3D box along camera x
+    x_max: float = math.nan
 
     @property
     def id(self) -> int:
@@ -62,14 +65,29 @@ def object_views(objects: list[SceneObject], camera_pose: np.ndarray) -> list[Ob
     views = []
     for obj in objects:
         pc = (np.asarray(obj.center, float) - trans) @ rot
+        xs = ((obj.corners() - trans) @ rot)[:, 0]
         views.append(ObjectView(obj, float(pc[0]), float(pc[2]), float(np.linalg.norm(pc)),
-                                float(math.atan2(pc[0], pc[2])), float(np.prod(obj.size))))
+                                float(math.atan2(pc[0], pc[2])), float(np.prod(obj.size)),
+                                float(xs.min()), float(xs.max())))
     return views
 
 
+def _x_range(v: ObjectView) -> tuple[float, float]:
+    return (v.x, v.x) if math.isnan(v.x_min) else (v.x_min, v.x_max)
+
+
+def lateral_gap(a: ObjectView, b: ObjectView) -> float:
+    """Gap between the two boxes' camera-x extents (negative when they overlap)."""
+    (a0, a1), (b0, b1) = _x_range(a), _x_range(b)
+    return max(a0 - b1, b0 - a1)
+
+
 def left_of(a: ObjectView, b: ObjectView) -> bool | None:
+    """a clearly left of b in camera x: each centre beyond the other's box (symmetric, so
+    right_of(a, b) == left_of(b, a) means the same thing from the other side)."""
     dx, db = b.x - a.x, b.bearing - a.bearing
-    if dx >= LR_TRUE and db >= BEARING_TRUE:
+    if (dx >= LR_TRUE and db >= BEARING_TRUE and a.x <= _x_range(b)[0]
+            and b.x >= _x_range(a)[1]):
         return True
     if dx <= -LR_FALSE and db <= -BEARING_FALSE:
         return False
@@ -77,9 +95,10 @@ def left_of(a: ObjectView, b: ObjectView) -> bool | None:
 
 
 def in_front_of(a: ObjectView, b: ObjectView) -> bool | None:
+    """a clearly nearer the camera than b and not far off to b's side (then: ambiguous)."""
     dd, dz = b.dist - a.dist, b.z - a.z
     if dd >= DEPTH_TRUE and dz >= DEPTH_TRUE * 0.75:
-        return True
+        return True if lateral_gap(a, b) <= LATERAL_TRUE else None
     if dd <= -DEPTH_FALSE and dz <= -DEPTH_FALSE * 0.5:
         return False
     return None
