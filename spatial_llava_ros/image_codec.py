@@ -53,10 +53,13 @@ def decode_image(data: bytes, height: int, width: int, encoding: str, step: int,
     if step < row_bytes:
         raise InputError(f'step {step} < width {width} x {channels} channel(s) x '
                          f'{dtype.itemsize} byte(s) = {row_bytes} ({encoding})')
-    if isinstance(data, np.ndarray):  # rosbags and rclpy hand out uint8 arrays
+    if isinstance(data, np.ndarray):  # rosbags hands out uint8 arrays
         buf = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     else:
-        buf = np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
+        try:  # bytes, bytearray, memoryview, array.array('B') (rclpy)
+            buf = np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
+        except TypeError:  # a plain sequence of ints
+            buf = np.asarray(data, dtype=np.uint8).reshape(-1)
     if buf.size < step * height:
         raise InputError(f'image data has {buf.size} bytes, expected step {step} x height '
                          f'{height} = {step * height} ({encoding})')

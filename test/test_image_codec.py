@@ -35,6 +35,15 @@ def test_round_trip(encoding):
     np.testing.assert_array_equal(out2, arr)
 
 
+def test_rclpy_style_payloads():
+    import array
+
+    data, step = encode_image(CASES['rgb8'], 'rgb8')
+    for payload in (array.array('B', data), bytearray(data), memoryview(data), list(data)):
+        out = decode_image(payload, 3, 5, 'rgb8', step)
+        np.testing.assert_array_equal(out, CASES['rgb8'])
+
+
 def test_one_pixel_image():
     data, step = encode_image(np.array([[7]], np.uint16), '16UC1')
     assert (data, step) == (b'\x07\x00', 2)

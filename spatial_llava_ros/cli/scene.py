@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     parser.add_argument('--width', type=int, default=640, help='image width, px (640)')
     parser.add_argument('--height', type=int, default=480, help='image height, px (480)')
     parser.add_argument('--objects', type=int, default=None, metavar='N',
-                        help='number of objects, 3-12 (default: drawn from the seed)')
+                        help='objects to place, 3-12 (default: drawn from the seed); ones that '
+                        'do not fit or end up hidden are left out')
     parser.add_argument('--preview', metavar='PNG', default=None,
                         help='also write a picture: RGB | depth | instances side by side')
     parser.add_argument('--preview-scale', type=float, default=0.5, metavar='S',

@@ -22,7 +22,7 @@ from spatial_llava_ros.scene.expressions import (
     vsr_captions,
 )
 from spatial_llava_ros.scene.render import Room, render_with_stats
-from spatial_llava_ros.scene.types import CameraIntrinsics, Scene, SceneObject
+from spatial_llava_ros.scene.types import CameraIntrinsics, Frame, Scene, SceneObject
 
 MIN_OBJECTS, MAX_OBJECTS = 3, 12
 _FLOORS = ((170, 140, 105), (150, 150, 150), (120, 95, 70), (190, 175, 150), (95, 110, 130))
@@ -183,12 +183,11 @@ def min_visible_pixels(width: int, height: int) -> int:
     return max(20, int(round(0.0006 * width * height)))
 
 
-def sample_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | None = None,
-                  ) -> tuple[Layout, np.random.Generator]:
-    """The room, objects and camera of scene ``seed`` (before the visibility check)."""
+def sample_layout(rng: np.random.Generator, intrinsics: CameraIntrinsics,
+                  n_objects: int | None = None) -> Layout:
+    """A room, camera and objects placed in view (before the visibility check)."""
     if n_objects is not None and not MIN_OBJECTS <= n_objects <= MAX_OBJECTS:
         raise InputError(f'n_objects must be in [{MIN_OBJECTS}, {MAX_OBJECTS}], got {n_objects}')
-    rng = np.random.default_rng(seed)
     for _ in range(50):
         room = _sample_room(rng)
         position = np.array([0.0, rng.uniform(-0.3, 0.3), rng.uniform(1.0, 1.45)])
@@ -197,9 +196,38 @@ def sample_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | None
         n = int(n_objects or rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
         objects = _place_objects(_choose_categories(n, rng), room, pose, yaw, intrinsics, rng)
         if len(objects) >= MIN_OBJECTS:
-            return Layout(room, objects, position, yaw, pitch), rng
-    raise InputError(f'could not lay out {MIN_OBJECTS}+ objects for seed {seed} at '
-                     f'{intrinsics.width}x{intrinsics.height}')
+            return Layout(room, objects, position, yaw, pitch)
+    raise InputError(f'could not lay out {MIN_OBJECTS}+ objects at '
+                     f'{intrinsics.width}x{intrinsics.height} in 50 tries')
+
+
+def _visible_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | None,
+                    noise_sigma: float, dropout: float,
+                    ) -> tuple[Layout, Frame, np.random.Generator]:
+    """Lay out and render until every object is visible enough: objects that are too small
+    or mostly hidden are dropped (which only uncovers the others) and the frame re-rendered;
+    if fewer than ``MIN_OBJECTS`` would remain, the layout is drawn again."""
+    rng = np.random.default_rng(seed)
+    min_px = min_visible_pixels(intrinsics.width, intrinsics.height)
+    pose = None
+    for _ in range(30):
+        layout = sample_layout(rng, intrinsics, n_objects)
+        pose = layout.camera_pose
+        objects = layout.objects
+        for _ in range(4):
+            frame, stats = render_with_stats(objects, pose, intrinsics, layout.room,
+                                             noise_seed=int(seed), noise_sigma=noise_sigma,
+                                             dropout=dropout)
+            keep = [o for o in objects if stats.visible[o.instance_id] >= min_px
+                    and stats.visible[o.instance_id] >= 0.35 * stats.unoccluded[o.instance_id]]
+            if len(keep) == len(objects):
+                layout.objects = objects
+                return layout, frame, rng
+            if len(keep) < MIN_OBJECTS:
+                break
+            objects = _renumber(keep)
+    raise InputError(f'no layout with {MIN_OBJECTS}+ visible objects for seed {seed} at '
+                     f'{intrinsics.width}x{intrinsics.height} (min {min_px} px each)')
 
 
 def generate_scene(seed: int, width: int = 640, height: int = 480, *,
@@ -229,23 +257,8 @@ def generate_scene_and_layout(seed: int, width: int = 640, height: int = 480, *,
     if width < 32 or height < 24:
         raise InputError(f'image must be at least 32x24, got {width}x{height}')
     intrinsics = intrinsics_from_fov(width, height, hfov_deg)
-    layout, rng = sample_layout(int(seed), intrinsics, n_objects)
-    min_px = min_visible_pixels(width, height)
-    pose = layout.camera_pose
-    objects = layout.objects
-    for _ in range(3):
-        frame, stats = render_with_stats(objects, pose, intrinsics, layout.room,
-                                         noise_seed=int(seed), noise_sigma=noise_sigma,
-                                         dropout=dropout)
-        keep = [o for o in objects if stats.visible[o.instance_id] >= min_px
-                and stats.visible[o.instance_id] >= 0.35 * stats.unoccluded[o.instance_id]]
-        if len(keep) == len(objects):
-            break
-        if len(keep) < MIN_OBJECTS:
-            keep = sorted(objects, key=lambda o: -stats.visible[o.instance_id])[:MIN_OBJECTS]
-            keep = [o for o in objects if o in keep]
-        objects = _renumber(keep)
-    layout.objects = objects
+    layout, frame, rng = _visible_layout(int(seed), intrinsics, n_objects, noise_sigma, dropout)
+    objects, pose = layout.objects, layout.camera_pose
     views = object_views(objects, pose)
     expressions = select_expressions(candidate_expressions(views), rng, max_expressions)
     captions = vsr_captions(views, rng, max_captions)
