@@ -127,3 +127,53 @@ def test_quaternions_and_tf_chain():
     np.testing.assert_allclose(composed, pose, atol=1e-12)
     with pytest.raises(InputError, match='zero quaternion'):
         matrix_from_quaternion(0, 0, 0, 0)
+
+
+def test_read_bag_pairs_by_header_stamp_in_a_messy_bag(tmp_path):
+    """Real drivers: depth a few ms off the colour stamp, logged after it, a dropped depth,
+    bgr8 colour, 16UC1 depth, camera_info only once, tf at its own rate."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from spatial_llava_ros.scene import bag as bagmod
+
+    ts = bagmod._typestore('jazzy')
+    frames = render_trajectory(6, n_frames=5, width=48, height=32).frames
+    path = tmp_path / 'messy'
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c_color = w.add_connection('/cam/rgb', 'sensor_msgs/msg/Image', typestore=ts)
+        c_depth = w.add_connection('/cam/depth', 'sensor_msgs/msg/Image', typestore=ts)
+        c_info = w.add_connection('/cam/info', 'sensor_msgs/msg/CameraInfo', typestore=ts)
+        c_tf = w.add_connection('/tf', 'tf2_msgs/msg/TFMessage', typestore=ts)
+        tf_type = ts.types['tf2_msgs/msg/TFMessage']
+
+        def put(conn, stamp, msg):
+            w.write(conn, stamp, ts.serialize_cdr(msg, msg.__msgtype__))
+
+        t0 = frames[0].stamp_ns
+        put(c_info, t0, bagmod.camera_info_msg(ts, t0, 'cam', frames[0].intrinsics))
+        for i, f in enumerate(frames):
+            chain = bagmod.tf_chain(f.camera_pose)
+            pose = chain[('map', 'base_link')] @ chain[('base_link', 'camera_link')] @ \
+                chain[('camera_link', 'camera_color_optical_frame')]
+            put(c_tf, f.stamp_ns - 1000, tf_type(transforms=[
+                bagmod._transform_msg(ts, f.stamp_ns - 1000, 'map', 'cam', pose)]))
+            put(c_color, f.stamp_ns, bagmod._image_msg(ts, f.stamp_ns, 'cam',
+                                                       f.rgb[:, :, ::-1].copy(), 'bgr8'))
+            if i != 2:  # frame 2 loses its depth image
+                d_stamp = f.stamp_ns + 4_000_000
+                put(c_depth, d_stamp + 1, bagmod._image_msg(
+                    ts, d_stamp, 'cam', bagmod.metres_to_depth16(f.depth), '16UC1'))
+    got = list(read_bag(path, color_topic='/cam/rgb', depth_topic='/cam/depth',
+                        info_topic='/cam/info', max_skew_ns=10_000_000))
+    assert [g.stamp_ns for g in got] == [f.stamp_ns for i, f in enumerate(frames) if i != 2]
+    for g in got:
+        src = frames[[f.stamp_ns for f in frames].index(g.stamp_ns)]
+        assert np.array_equal(g.rgb, src.rgb)
+        assert np.nanmax(np.abs(g.depth - src.depth)) <= 0.0005 + 1e-6
+        assert g.frame_id == 'cam' and g.intrinsics == src.intrinsics
+        np.testing.assert_allclose(g.lookup('map'), src.camera_pose, atol=1e-9)
+    with pytest.raises(InputError, match='missing topic'):
+        list(read_bag(path))  # default topic names are not in this bag
+    # a tighter skew than the depth offset: nothing pairs, nothing is made up
+    assert list(read_bag(path, color_topic='/cam/rgb', depth_topic='/cam/depth',
+                         info_topic='/cam/info', max_skew_ns=1_000_000)) == []

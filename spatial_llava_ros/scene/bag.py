@@ -12,9 +12,11 @@ Topics and frames are what a RealSense-style driver plus a robot publish:
 
 from __future__ import annotations
 
+import bisect
 import math
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,14 +282,22 @@ def _intrinsics(info) -> CameraIntrinsics:
                             int(info.width), int(info.height))
 
 
+def _nearest(buffer: deque, stamp: int):
+    """(stamp, msg) in ``buffer`` nearest to ``stamp``, or None."""
+    return min(buffer, key=lambda item: abs(item[0] - stamp), default=None)
+
+
 def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
              depth_topic: str = DEPTH_TOPIC, info_topic: str = INFO_TOPIC,
-             max_skew_ns: int = 20_000_000) -> Iterator[BagFrame]:
-    """Yield decoded colour frames paired with the depth image and camera_info nearest in
-    time (within ``max_skew_ns``) and the /tf + /tf_static transforms valid at their stamp.
+             max_skew_ns: int = 20_000_000, max_pending: int = 64) -> Iterator[BagFrame]:
+    """Yield decoded colour frames paired with the depth image nearest in time (within
+    ``max_skew_ns``), the nearest camera_info, and the /tf + /tf_static transforms valid at
+    their stamp (header stamps, not log times).
 
+    Streams: a colour frame is emitted once a depth image later than its stamp + skew has
+    been read (or at the end), so memory stays bounded by ``max_pending`` frames.
     Reads MCAP files, rosbag2 folders and ROS 1 .bag files (via rosbags' AnyReader).
-    Colour frames with no depth or camera_info within the skew are skipped.
+    Colour frames with no depth within the skew are skipped.
     """
     from rosbags.highlevel import AnyReader
 
@@ -295,8 +305,46 @@ def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
     if not path.exists():
         raise FileNotFoundError(f'{path} does not exist')
     static: dict[tuple[str, str], np.ndarray] = {}
-    dynamic: dict[tuple[str, str], list[tuple[int, np.ndarray]]] = {}
-    colors, depths, infos = [], [], []
+    dynamic: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
+    pending: deque = deque()  # (stamp, colour msg)
+    depths: deque = deque()  # (stamp, depth msg), pruned behind the oldest pending frame
+    infos: deque = deque(maxlen=8)
+
+    def emit(stamp: int, cmsg) -> BagFrame | None:
+        depth_item = _nearest(depths, stamp)
+        info_item = _nearest(infos, stamp)
+        if depth_item is None or info_item is None or \
+                abs(depth_item[0] - stamp) > max_skew_ns:
+            return None
+        dmsg, info = depth_item[1], info_item[1]
+        color = decode_image(cmsg.data, cmsg.height, cmsg.width, cmsg.encoding, cmsg.step,
+                             cmsg.is_bigendian)
+        dimg = decode_image(dmsg.data, dmsg.height, dmsg.width, dmsg.encoding, dmsg.step,
+                            dmsg.is_bigendian)
+        transforms = dict(static)
+        for key, (stamps, mats) in dynamic.items():  # the latest at or before the frame
+            i = bisect.bisect_right(stamps, stamp + max_skew_ns)
+            transforms[key] = mats[max(i - 1, 0)]
+        return BagFrame(stamp, to_rgb8(color, cmsg.encoding), depth_to_metres(dimg, dmsg.encoding),
+                        _intrinsics(info), cmsg.header.frame_id.lstrip('/'), transforms)
+
+    def ready(final: bool) -> Iterator[BagFrame]:
+        while pending:
+            stamp, cmsg = pending[0]
+            latest_depth = depths[-1][0] if depths else None
+            settled = latest_depth is not None and latest_depth > stamp + max_skew_ns
+            if not (final or settled or len(pending) > max_pending):
+                return
+            if not infos and not final and len(pending) <= max_pending:
+                return
+            pending.popleft()
+            frame = emit(stamp, cmsg)
+            if frame is not None:
+                yield frame
+            horizon = (pending[0][0] if pending else stamp) - max_skew_ns
+            while len(depths) > 1 and depths[0][0] < horizon:
+                depths.popleft()
+
     with AnyReader([path], default_typestore=_typestore('humble')) as reader:
         topics = {c.topic for c in reader.connections}
         missing = [t for t in (color_topic, depth_topic, info_topic) if t not in topics]
@@ -318,32 +366,17 @@ def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
                     if conn.topic == '/tf_static':
                         static[key] = t
                     else:
-                        dynamic.setdefault(key, []).append((_stamp(tr.header), t))
-            elif conn.topic == color_topic:
-                colors.append(msg)
+                        stamps, mats = dynamic.setdefault(key, ([], []))
+                        i = bisect.bisect_right(stamps, _stamp(tr.header))
+                        stamps.insert(i, _stamp(tr.header))
+                        mats.insert(i, t)
+                continue
+            item = (_stamp(msg.header), msg)
+            if conn.topic == color_topic:
+                pending.append(item)
             elif conn.topic == depth_topic:
-                depths.append(msg)
+                depths.append(item)
             else:
-                infos.append(msg)
-    depth_stamps = np.array([_stamp(m.header) for m in depths], dtype=np.int64)
-    info_stamps = np.array([_stamp(m.header) for m in infos], dtype=np.int64)
-    for cmsg in sorted(colors, key=lambda m: _stamp(m.header)):
-        stamp = _stamp(cmsg.header)
-        if depth_stamps.size == 0 or info_stamps.size == 0:
-            return
-        di = int(np.abs(depth_stamps - stamp).argmin())
-        ii = int(np.abs(info_stamps - stamp).argmin())
-        if abs(int(depth_stamps[di]) - stamp) > max_skew_ns or \
-                abs(int(info_stamps[ii]) - stamp) > max_skew_ns:
-            continue
-        dmsg, info = depths[di], infos[ii]
-        color = decode_image(cmsg.data, cmsg.height, cmsg.width, cmsg.encoding, cmsg.step,
-                             cmsg.is_bigendian)
-        dimg = decode_image(dmsg.data, dmsg.height, dmsg.width, dmsg.encoding, dmsg.step,
-                            dmsg.is_bigendian)
-        transforms = dict(static)
-        for key, history in dynamic.items():
-            before = [t for s, t in history if s <= stamp + max_skew_ns]
-            transforms[key] = before[-1] if before else history[0][1]
-        yield BagFrame(stamp, to_rgb8(color, cmsg.encoding), depth_to_metres(dimg, dmsg.encoding),
-                       _intrinsics(info), cmsg.header.frame_id, transforms)
+                infos.append(item)
+            yield from ready(final=False)
+        yield from ready(final=True)
