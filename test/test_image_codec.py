@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.image_codec import (
+    ENCODINGS,
     decode_image,
     depth_to_metres,
     encode_image,
@@ -114,3 +117,22 @@ def test_depth_to_metres():
         depth_to_metres(np.zeros((0, 4), np.float32), '32FC1')
     with pytest.raises(InputError, match='integer'):
         depth_to_metres(f, '16UC1')
+
+
+@settings(max_examples=60, deadline=None)
+@given(encoding=st.sampled_from(sorted(ENCODINGS)), h=st.integers(1, 5), w=st.integers(1, 5),
+       pad=st.integers(0, 7), big=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_decode_any_layout(encoding, h, w, pad, big, seed):
+    """Any encoding, size, row padding and byte order decodes to the pixels that were packed."""
+    dtype, channels = ENCODINGS[encoding]
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if channels == 1 else (h, w, channels)
+    if dtype.kind == 'f':
+        arr = rng.uniform(-5, 5, shape).astype(dtype)
+    else:
+        arr = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    packed = arr.astype(dtype.newbyteorder('>' if big else '<'))
+    row = packed.reshape(h, -1).view(np.uint8).reshape(h, -1)
+    data = np.concatenate([row, np.full((h, pad), 0xAB, np.uint8)], axis=1).tobytes()
+    out = decode_image(data, h, w, encoding, row.shape[1] + pad, is_bigendian=int(big))
+    np.testing.assert_array_equal(out, arr)

@@ -279,3 +279,18 @@ def test_render_frame_rejects_bad_input(full_scenes):
     # re-rendering the same objects from the same pose gives the same geometry
     again = render_frame(scene.objects, f.camera_pose, f.intrinsics, Room(), dropout=0.0)
     assert again.instance_mask.shape == f.instance_mask.shape
+
+
+def test_masked_centroid_of_every_object_lies_in_its_box(small_scenes):
+    """The box is convex and holds every back-projected pixel, so any (trimmed) mean does too:
+    ties geometry.camera to the generator's ground truth."""
+    from spatial_llava_ros.geometry.camera import masked_centroid
+
+    for scene in small_scenes[:20]:
+        f = scene.frame
+        for obj in scene.objects:
+            for trim in (0.0, 0.1, 0.5):
+                c = masked_centroid(f.instance_mask == obj.instance_id, f.depth, f.intrinsics,
+                                    trim=trim)
+                world = f.camera_pose[:3, :3] @ c + f.camera_pose[:3, 3]
+                assert obj.contains(world[None], margin=0.005)[0], (scene.seed, obj.category)
