@@ -33,6 +33,18 @@ def test_trajectory_is_smooth_and_starts_at_the_scene(traj):
     for frame in traj.frames:
         assert set(np.unique(frame.instance_mask)) - {0} <= \
             {o.instance_id for o in traj.scene.objects}
+    # the ground truth for another frame comes from that frame's viewpoint
+    from test_scene import _check_expression
+
+    from spatial_llava_ros.scene.generate import describe_view
+    from spatial_llava_ros.scene.types import Scene
+
+    for frame in traj.frames:
+        exprs, caps = describe_view(traj.scene.objects, frame.camera_pose, 0)
+        assert exprs and sum(c.label for c in caps) * 2 == len(caps)
+        view = Scene(traj.scene.seed, traj.scene.objects, frame, exprs, caps)
+        for expr in exprs:
+            _check_expression(view, expr)
 
 
 @pytest.mark.parametrize('depth_encoding,compress', [('32FC1', False), ('16UC1', True)])

@@ -14,6 +14,7 @@ _EXPORTS = {
     'CATEGORIES': 'catalog', 'COLORS': 'catalog', 'CATEGORY_SPECS': 'catalog',
     'RELATIONS': 'expressions',
     'generate_scene': 'generate', 'camera_pose': 'generate', 'Layout': 'generate',
+    'describe_view': 'generate',
     'render_frame': 'render', 'Room': 'render',
     'render_trajectory': 'trajectory', 'Trajectory': 'trajectory',
     'write_scene': 'io', 'read_scene': 'io',

@@ -22,7 +22,14 @@ from spatial_llava_ros.scene.expressions import (
     vsr_captions,
 )
 from spatial_llava_ros.scene.render import Room, render_with_stats
-from spatial_llava_ros.scene.types import CameraIntrinsics, Frame, Scene, SceneObject
+from spatial_llava_ros.scene.types import (
+    CameraIntrinsics,
+    Expression,
+    Frame,
+    Scene,
+    SceneObject,
+    VsrCaption,
+)
 
 MIN_OBJECTS, MAX_OBJECTS = 3, 12
 _FLOORS = ((170, 140, 105), (150, 150, 150), (120, 95, 70), (190, 175, 150), (95, 110, 130))
@@ -259,7 +266,17 @@ def generate_scene_and_layout(seed: int, width: int = 640, height: int = 480, *,
     intrinsics = intrinsics_from_fov(width, height, hfov_deg)
     layout, frame, rng = _visible_layout(int(seed), intrinsics, n_objects, noise_sigma, dropout)
     objects, pose = layout.objects, layout.camera_pose
-    views = object_views(objects, pose)
-    expressions = select_expressions(candidate_expressions(views), rng, max_expressions)
-    captions = vsr_captions(views, rng, max_captions)
+    expressions, captions = describe_view(objects, pose, rng, max_expressions, max_captions)
     return Scene(int(seed), objects, frame, expressions, captions), layout
+
+
+def describe_view(objects: list[SceneObject], camera_pose: np.ndarray,
+                  rng: np.random.Generator | int = 0, max_expressions: int = 16,
+                  max_captions: int = 12) -> tuple[list[Expression], list[VsrCaption]]:
+    """Expressions and captions for ``objects`` seen from ``camera_pose`` (e.g. another
+    frame of a trajectory: left/right and near/far depend on the viewpoint)."""
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    views = object_views(objects, np.asarray(camera_pose, dtype=np.float64))
+    expressions = select_expressions(candidate_expressions(views), rng, max_expressions)
+    return expressions, vsr_captions(views, rng, max_captions)
