@@ -1,0 +1,1 @@
+"""Evaluation: grounding accuracy on synthetic scenes, zero-shot VSR true/false accuracy."""

@@ -1,0 +1,1 @@
+"""Training side of Spatial-LLaVA: SUN-Spot-style conversations, packing, the trainer."""

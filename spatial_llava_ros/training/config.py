@@ -1,0 +1,143 @@
+"""Training configuration (config/train_*.yaml): model init, data, optimisation, output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from spatial_llava_ros.errors import InputError
+
+
+def parse_seeds(spec: str | list | tuple) -> list[int]:
+    """``"1000:5000"`` (end exclusive), ``"1,2,7"`` or a list -> seed list."""
+    if isinstance(spec, (list, tuple)):
+        return [int(s) for s in spec]
+    text = str(spec).strip()
+    try:
+        if ':' in text:
+            start, end = (int(v) for v in text.split(':', 1))
+            if end <= start or start < 0:
+                raise InputError(f'seed range {text!r} is empty or negative')
+            return list(range(start, end))
+        return [int(v) for v in text.split(',') if v.strip()]
+    except ValueError as exc:
+        raise InputError(f'cannot parse seeds {text!r}: use START:END or a,b,c') from exc
+
+
+@dataclass
+class ModelInit:
+    """Where the weights start: a local base checkpoint, or the tiny factory (from scratch)."""
+
+    base_path: str | None = None  # local LLaVA checkpoint directory
+    image_size: int = 128
+    patch_size: int = 16
+    vision_hidden: int = 128
+    vision_layers: int = 3
+    text_hidden: int = 192
+    text_layers: int = 4
+    heads: int = 4
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Training data: synthetic scenes from seeds, or a converted LLaVA JSON."""
+
+    source: str = 'synthetic'  # synthetic | json
+    json_path: str | None = None  # LLaVA conversations JSON (source: json)
+    image_dir: str | None = None  # where its images are (default: next to the JSON)
+    train_seeds: str = '100000:102000'
+    val_seeds: str = '90000:90050'
+    scene_width: int = 128
+    scene_height: int = 96
+    max_expressions: int = 40
+    queries_per_frame: int = 12
+    text_height_336: float = 40.0  # mark digit height after a resize to 336 px
+    mark_style: str = 'number'
+    proposals: str = 'depth'
+    kinds: list[str] = field(default_factory=lambda: ['grounding'])  # + conversation
+    workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = 'runs/train'
+    model: ModelInit = field(default_factory=ModelInit)
+    data: DataConfig = field(default_factory=DataConfig)
+    lm: str = 'full'  # full | lora | frozen
+    vision: str = 'train'  # train | frozen  (frozen is the LLaVA recipe; train for scratch)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    merge_lora: bool = True  # final checkpoint: merged weights (else adapter + base path)
+    steps: int = 1000
+    batch_size: int = 8  # frames per step
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    dtype: str = 'auto'  # auto: bf16 on CUDA, float32 on CPU
+    device: str | None = None
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    save_every: int = 200
+    keep_checkpoints: int = 2
+    resume: bool = True
+    threads: int | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f'cannot read train config {path}: {exc}') from exc
+        if not isinstance(raw, dict):
+            raise InputError(f'train config {path} is not a mapping')
+        raw.update(overrides or {})
+        return cls.from_dict(raw, str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, where: str = 'config') -> TrainConfig:
+        def build(kind, data, name):
+            known = {f.name for f in fields(kind)}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise InputError(f'{where}: unknown {name} keys {unknown}; known {sorted(known)}')
+            return kind(**data)
+
+        raw = dict(raw)
+        model = build(ModelInit, raw.pop('model', {}) or {}, 'model')
+        data = build(DataConfig, raw.pop('data', {}) or {}, 'data')
+        cfg = build(cls, raw, 'top-level')
+        cfg.model, cfg.data = model, data
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.lm not in ('full', 'lora', 'frozen'):
+            raise InputError(f'lm must be full, lora or frozen, got {self.lm!r}')
+        if self.vision not in ('train', 'frozen'):
+            raise InputError(f'vision must be train or frozen, got {self.vision!r}')
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise InputError(f'steps {self.steps}, batch_size {self.batch_size}, grad_accum '
+                             f'{self.grad_accum} must all be >= 1')
+        if self.lr <= 0:
+            raise InputError(f'lr must be > 0, got {self.lr}')
+        if self.data.source not in ('synthetic', 'json'):
+            raise InputError(f'data.source must be synthetic or json, got {self.data.source!r}')
+        if self.data.source == 'json' and not self.data.json_path:
+            raise InputError('data.source json needs data.json_path')
+        overlap = set(parse_seeds(self.data.train_seeds)) & set(parse_seeds(self.data.val_seeds))
+        if overlap:
+            raise InputError(f'{len(overlap)} seeds are in both train and val, e.g. '
+                             f'{sorted(overlap)[:3]}')
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,107 @@
+"""Marked synthetic frames: scene seed -> SoM image + mark ids + grounding queries.
+
+Training and evaluation build frames the same way: the scene generator renders the frame,
+the marks engine marks it (as at run time, not from ground-truth masks), and each GT object
+is tied to the mark that overlaps it best. The settings that shape the image the model sees
+travel with a trained model in ``som_settings.json`` so that evaluation and the demo draw
+marks the way the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.evaluation.matching import match_marks
+
+SETTINGS_FILE = 'som_settings.json'
+
+
+@dataclass(frozen=True)
+class SomSettings:
+    """How frames are rendered and marked for a model (defaults: a 640x480 camera)."""
+
+    scene_width: int = 640
+    scene_height: int = 480
+    text_height_336: float = 14.0
+    mark_style: str = 'number'
+    proposals: str = 'depth'
+
+    def marker_kwargs(self) -> dict:
+        """Keyword arguments for ``marks.mark_frame`` / ``MarkerConfig``."""
+        return {'style': self.mark_style, 'text_height_336': self.text_height_336,
+                'proposals': self.proposals}
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / SETTINGS_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + '\n', encoding='utf-8')
+        return path
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path | None) -> SomSettings:
+        """The settings a model was trained with; defaults when it has none."""
+        if model_dir is None:
+            return cls()
+        path = Path(model_dir) / SETTINGS_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding='utf-8'))
+        except (OSError, ValueError) as exc:
+            raise InputError(f'cannot read {path}: {exc}') from exc
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class MarkedScene:
+    """One marked frame with its grounding queries (text, target mark, relation)."""
+
+    seed: int
+    image: np.ndarray
+    mark_ids: list[int]
+    queries: list[tuple[str, int, str]] = field(default_factory=list)
+    unmatched: list[tuple[str, str]] = field(default_factory=list)  # (text, relation)
+    marks_of: dict[int, int] = field(default_factory=dict)  # instance id -> mark id
+    scene: object | None = None
+    marked: object | None = None
+
+
+def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
+                 keep: bool = False, min_iou: float = 0.3) -> MarkedScene:
+    """Generate scene ``seed``, mark it with the marks engine and tie queries to marks.
+
+    Queries whose target got no mark (below ``min_iou``) go to ``unmatched``: an evaluation
+    counts them as failures, training skips them.
+    """
+    from spatial_llava_ros.marks.engine import mark_frame
+    from spatial_llava_ros.scene.generate import generate_scene
+
+    scene = generate_scene(int(seed), settings.scene_width, settings.scene_height,
+                           max_expressions=max_expressions)
+    marked = mark_frame(scene.frame.rgb, scene.frame.depth, scene.frame.intrinsics,
+                        **settings.marker_kwargs())
+    matched = match_marks({m.mark_id: m.mask for m in marked.marks},
+                          scene.frame.instance_mask, min_iou=min_iou)
+    marks_of = {inst: mark for inst, (mark, _) in matched.items()}
+    out = MarkedScene(int(seed), marked.image, [m.mark_id for m in marked.marks],
+                      marks_of=marks_of)
+    for expr in scene.expressions:
+        if expr.target_id in marks_of:
+            out.queries.append((expr.text, marks_of[expr.target_id], expr.relation))
+        else:
+            out.unmatched.append((expr.text, expr.relation))
+    if keep:
+        out.scene, out.marked = scene, marked
+    return out
+
+
+def settings_from_data(data_cfg) -> SomSettings:
+    """SomSettings from a training DataConfig."""
+    return SomSettings(int(data_cfg.scene_width), int(data_cfg.scene_height),
+                       float(data_cfg.text_height_336), str(data_cfg.mark_style),
+                       str(data_cfg.proposals))
