@@ -168,14 +168,18 @@ class TestBringup(unittest.TestCase):
         return next(r for r in self.results[before:] if r.query == text)
 
     def wait_for_marks(self, frame_id: str, with_centroids: bool | None = None, depth=None):
+        """Publish frames until three marked frames of this kind came back, so the resolver
+        (which pairs marked_image and marks itself) has surely received one too."""
+        start = len(self.marks)
+
+        def matches(m) -> bool:
+            if m.header.frame_id != frame_id or not m.marks:
+                return False
+            return with_centroids is None or all(k.has_centroid == with_centroids
+                                                 for k in m.marks)
+
         def seen():
-            for m in self.marks[-3:]:
-                if m.header.frame_id != frame_id or not m.marks:
-                    continue
-                if with_centroids is None or all(k.has_centroid == with_centroids
-                                                 for k in m.marks):
-                    return True
-            return False
+            return sum(matches(m) for m in self.marks[start:]) >= 3
         ok = self.spin_until(seen, 30.0, publish=lambda: self.publish_frame(frame_id, depth))
         self.assertTrue(ok, f'no MarkArray in {frame_id} within 30 s')
 
