@@ -8,6 +8,7 @@ up; RSS after the flood is within a loose bound of RSS before (figures: bench/fl
 No timed asserts: rates are targets, the checks are on counts and memory.
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from test_property_pipeline are arguments
 from __future__ import annotations
 
 import gc
@@ -15,7 +16,7 @@ import threading
 import time
 
 import pytest
-from test_property_pipeline import resolver, scene  # noqa: F401 - shared fixtures
+from test_property_pipeline import resolver, scene  # noqa: F401 - shared fixtures (pytest finds them here)
 
 from spatial_llava_ros.pipeline import NAVIGATE, PipelineConfig, QueryRequest
 from spatial_llava_ros.reliability.memory import rss_bytes
@@ -39,7 +40,7 @@ class Recorder:
             self.order.append(ticket)
 
 
-def make_service(resolver, scene, rec):  # noqa: F811
+def make_service(resolver, scene, rec):
     _, _, record, tf = scene
     service = QueryService(resolver, tf, PipelineConfig(base_frame='', max_frame_age=0.0),
                            queue_size=QUEUE, on_result=rec)
@@ -68,7 +69,7 @@ def check_accounting(service, rec, tickets) -> tuple[list, list]:
     return answered, dropped
 
 
-def test_burst_of_1000_queries(resolver, scene):  # noqa: F811
+def test_burst_of_1000_queries(resolver, scene):
     rec = Recorder()
     with make_service(resolver, scene, rec) as service:
         for i in range(20):  # warm-up, one at a time: caches, allocator
@@ -95,7 +96,7 @@ def test_burst_of_1000_queries(resolver, scene):  # noqa: F811
     assert after - before < RSS_SLACK, f'RSS grew {(after - before) / 2**20:.1f} MB'
 
 
-def test_sustained_50_per_second(resolver, scene):  # noqa: F811
+def test_sustained_50_per_second(resolver, scene):
     rec = Recorder()
     rate, seconds = 50.0, 3.0
     with make_service(resolver, scene, rec) as service:
@@ -111,7 +112,7 @@ def test_sustained_50_per_second(resolver, scene):  # noqa: F811
     assert len(answered) + len(dropped) == n
 
 
-def test_stop_answers_waiting_queries_not_active(resolver, scene):  # noqa: F811
+def test_stop_answers_waiting_queries_not_active(resolver, scene):
     rec = Recorder()
     gate = threading.Event()
 
@@ -137,7 +138,7 @@ def test_stop_answers_waiting_queries_not_active(resolver, scene):  # noqa: F811
 
 
 @pytest.mark.parametrize('size', [0, -1])
-def test_queue_size_must_be_positive(resolver, scene, size):  # noqa: F811
+def test_queue_size_must_be_positive(resolver, scene, size):
     from spatial_llava_ros.errors import InputError
 
     with pytest.raises(InputError, match=str(size)):

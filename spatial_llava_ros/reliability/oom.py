@@ -66,13 +66,13 @@ class OomFallbackResolver:
         n_marks = len(mark_ids)
         if len(queries) > 1:
             half = len(queries) // 2
-            self._warn(f'CUDA out of memory scoring {len(queries)} queries on {n_marks} marks '
+            self._warn(f'out of memory scoring {len(queries)} queries on {n_marks} marks '
                        f'on {device}; retrying as batches of {half} and '
                        f'{len(queries) - half}')
             return (self.score_batch(image, mark_ids, queries[:half])
                     + self.score_batch(image, mark_ids, queries[half:]))
         if getattr(device, 'type', 'cpu') != 'cpu':
-            self._warn(f'CUDA out of memory scoring 1 query on {n_marks} marks on {device}; '
+            self._warn(f'out of memory scoring 1 query on {n_marks} marks on {device}; '
                        'emptying the CUDA cache and retrying once')
             _empty_cuda_cache()
             try:
@@ -80,7 +80,7 @@ class OomFallbackResolver:
             except OutOfMemory as exc:
                 first = exc
             if self.cpu_fallback:
-                self._warn(f'CUDA out of memory again on {device}; moving the model to the '
+                self._warn(f'out of memory again on {device}; moving the model to the '
                            'CPU (float32) for this and every later query')
                 self._move_to_cpu()
                 return self.resolver.score_batch(image, mark_ids, queries)
