@@ -17,6 +17,7 @@ class Recognition:
     text: str
     confidence: float  # 0..1, the backend's own measure (see each backend)
     words: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # backend-specific scores, for the bench
 
 
 @dataclass
@@ -36,11 +37,29 @@ class Transcript:
     start_s: float = 0.0
     end_s: float = 0.0
 
+    @property
+    def action(self) -> str:
+        """go_to | pick_up | find | where_is | mark | '' (SpatialQuery.action)."""
+        from spatial_llava_ros.speech.command import parse_command
+
+        return parse_command(self.text).action if self.heard else ''
+
+    @property
+    def query(self) -> str:
+        """What the resolver is asked: the referring expression without the verb
+        ("the chair left of the table"), or "mark 3"; '' when nothing was heard."""
+        from spatial_llava_ros.speech.command import parse_command
+
+        if not self.heard:
+            return ''
+        command = parse_command(self.text)
+        return command.expression or command.text
+
     def to_dict(self) -> dict:
-        return {'text': self.text, 'confidence': round(float(self.confidence), 4),
-                'heard': self.heard, 'raw_text': self.raw_text, 'backend': self.backend,
-                'reason': self.reason, 'start_s': round(self.start_s, 3),
-                'end_s': round(self.end_s, 3)}
+        return {'text': self.text, 'query': self.query, 'action': self.action,
+                'confidence': round(float(self.confidence), 4), 'heard': self.heard,
+                'raw_text': self.raw_text, 'backend': self.backend, 'reason': self.reason,
+                'start_s': round(self.start_s, 3), 'end_s': round(self.end_s, 3)}
 
 
 class SpeechBackend(ABC):

@@ -22,16 +22,18 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     'find': ('find',),
     'where_is': ('where is',),
 }
-# The generator's categories and colours (kept in step with spatial_llava_ros.scene by
-# default_vocabulary(), which prefers the generator's own lists when it has them).
-DEFAULT_CATEGORIES = ('chair', 'table', 'mug', 'box', 'lamp', 'plant', 'bottle', 'sofa',
-                      'bed', 'book', 'laptop', 'monitor', 'shelf', 'cabinet', 'door', 'bin',
-                      'backpack', 'vase', 'bowl', 'cup', 'pillow', 'desk', 'stool')
-DEFAULT_COLOURS = ('red', 'green', 'blue', 'yellow', 'orange', 'purple', 'pink', 'brown',
-                   'black', 'white', 'gray')
+# Fallback lists for when the scene generator cannot be imported; default_vocabulary()
+# prefers spatial_llava_ros.scene.CATEGORIES / COLORS so the two never drift apart.
+DEFAULT_CATEGORIES = ('chair', 'table', 'mug', 'box', 'bottle', 'lamp', 'plant', 'book',
+                      'bowl', 'laptop', 'sofa', 'cabinet', 'trash can', 'vase')
+DEFAULT_COLOURS = ('red', 'green', 'blue', 'yellow', 'orange', 'purple', 'white', 'black',
+                   'brown', 'grey', 'pink', 'teal')
 ORDINALS = ('first', 'second', 'third', 'fourth', 'fifth', 'sixth', 'seventh', 'eighth',
             'ninth', 'tenth')
-SUPERLATIVES = ('nearest', 'closest', 'farthest', 'largest', 'smallest')
+SUPERLATIVES = ('nearest', 'closest', 'farthest', 'largest', 'smallest', 'leftmost',
+                'rightmost')
+# Words the scene generator says that CMUdict lacks (ARPAbet, as in cmudict-en-us.dict).
+EXTRA_PRONUNCIATIONS = {'leftmost': 'L EH F T M OW S T', 'rightmost': 'R AY T M OW S T'}
 # binary relations "<np> <relation> <np>": the generator's left_of, right_of, in_front_of,
 # behind, next_to (between, ordinals and superlatives have their own patterns)
 RELATIONS = ('left of', 'right of', 'to the left of', 'to the right of', 'in front of',
@@ -73,6 +75,10 @@ class SceneVocabulary:
     mark_ids: list[int] = field(default_factory=list)
     relations: list[str] = field(default_factory=lambda: list(RELATIONS))
     ordinals: list[str] = field(default_factory=lambda: list(ORDINALS[:5]))
+    # (colour, category) pairs in view: when known, "the <colour> <noun>" is only allowed
+    # for pairs that exist ("the white mug" cannot be said when the only mug is black);
+    # empty = any colour with any category (no scene known)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
     superlatives: list[str] = field(default_factory=lambda: list(SUPERLATIVES))
 
     @classmethod
@@ -100,7 +106,8 @@ class SceneVocabulary:
         return cls(categories=_unique(k for _, k in pairs if k),
                    colours=_unique(c for c, _ in pairs if c),
                    mark_ids=sorted({int(m) for m in mark_ids if 0 <= int(m) <= MAX_MARK}),
-                   ordinals=list(ORDINALS[:n_ord]))
+                   ordinals=list(ORDINALS[:n_ord]),
+                   pairs=_unique((c, k) for c, k in pairs if c and k))
 
     def words(self) -> set[str]:
         """Every word the grammar may emit (for the pronunciation check)."""
@@ -114,6 +121,11 @@ class SceneVocabulary:
             out.update(phrase.split())
         return out
 
+    def to_dict(self) -> dict:
+        return {'categories': list(self.categories), 'colours': list(self.colours),
+                'mark_ids': list(self.mark_ids), 'ordinals': list(self.ordinals),
+                'pairs': [list(p) for p in self.pairs]}
+
 
 def default_vocabulary() -> SceneVocabulary:
     """Every category and colour the scene generator can produce, marks 1..20.
@@ -122,13 +134,12 @@ def default_vocabulary() -> SceneVocabulary:
     grammar, so still far better than free decoding, just a larger one.
     """
     categories, colours = list(DEFAULT_CATEGORIES), list(DEFAULT_COLOURS)
-    try:  # the generator owns the lists when it exposes them
-        from spatial_llava_ros.scene import generator as _gen  # type: ignore[attr-defined]
+    try:  # the generator owns the lists
+        from spatial_llava_ros import scene as _scene
 
-        categories = _phrases_of(getattr(_gen, 'CATEGORIES', None)) or categories
-        colours = _phrases_of(getattr(_gen, 'COLORS', None) or getattr(_gen, 'COLOURS', None)
-                              ) or colours
-    except Exception:  # noqa: BLE001 - the generator is optional here; defaults stand
+        categories = _phrases_of(getattr(_scene, 'CATEGORIES', None)) or categories
+        colours = _phrases_of(getattr(_scene, 'COLORS', None)) or colours
+    except ImportError:  # a trimmed install without the generator: the fallback lists
         pass
     return SceneVocabulary(categories=categories, colours=colours, mark_ids=list(range(1, 21)))
 
@@ -194,7 +205,17 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
     actions = keep(p for ps in ACTIONS.values() for p in ps)
     numbers = keep(number_to_words(m) for m in vocab.mark_ids)
 
-    simple = '<simple> = the [<colour>] <noun>;' if colours else '<simple> = the <noun>;'
+    spoken = set(categories) | set(colours)
+    pairs = [f'{c} {k}' for c, k in vocab.pairs if c in spoken and k in spoken]
+    if pairs:  # the scene says which colour goes with which category
+        simple = '<simple> = the (<noun> | <coloured>);'
+        coloured_ord, coloured_sup = '(<noun> | <coloured>)', '(<noun> | <coloured>)'
+    elif colours:
+        simple = '<simple> = the [<colour>] <noun>;'
+        coloured_ord = coloured_sup = '[<colour>] <noun>'
+    else:
+        simple = '<simple> = the <noun>;'
+        coloured_ord = coloured_sup = '<noun>'
     rules = [
         '#JSGF V1.0;',
         'grammar command;',
@@ -204,14 +225,15 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
         # each extra path is one more way to mishear (measured: "the closest bed from the
         # left" for "the first bed from the left" when any modifier could take any tail)
         '<target> = <simple> [<relation>]'
-        + (' | the <ordinal> [<colour>] <noun> from the (left | right)' if ordinals else '')
-        + (' | the <superlative> [<colour>] <noun>' if superlatives else '') + ';',
+        + (f' | the <ordinal> {coloured_ord} from the (left | right)' if ordinals else '')
+        + (f' | the <superlative> {coloured_sup}' if superlatives else '') + ';',
         simple,
         '<relation> = between <simple> and <simple>'
         + (' | <binary> <simple>' if relations else '') + ';',
         f'<binary> = {_alt(relations)};' if relations else '',
         f'<noun> = {_alt(categories)};',
-        f'<colour> = {_alt(colours)};' if colours else '',
+        f'<colour> = {_alt(colours)};' if colours and not pairs else '',
+        f'<coloured> = {_alt(pairs)};' if pairs else '',
         f'<ordinal> = {_alt(ordinals)};' if ordinals else '',
         f'<superlative> = {_alt(superlatives)};' if superlatives else '',
         f'<mark> = mark [number] ({_alt(numbers)});' if numbers else '<mark> = <VOID>;',

@@ -1,10 +1,10 @@
 """CMU PocketSphinx: the offline default (its wheel ships the en-us acoustic model).
 
 Free decoding uses the shipped trigram language model; scene-aware decoding swaps in a
-JSGF grammar built from the scene (``set_vocabulary``). Grammar decoding always finds
-*some* path through the grammar, so the confidence here is an utterance-verification
-score: how close the grammar path's acoustic score comes to an unconstrained phone loop
-on the same audio (1.0 = the grammar explains the audio as well as free phones do).
+JSGF grammar built from the scene (``set_vocabulary``). A grammar search always finds
+*some* path, so two checks guard against inventions: the path must reach the grammar's
+end (pocketsphinx otherwise hands back its best partial path), and the confidence is
+the path's lattice posterior (``Hypothesis.prob``), which the recogniser thresholds.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import numpy as np
 from spatial_llava_ros.errors import ModelLoadError
 from spatial_llava_ros.speech.audio import float_to_int16
 from spatial_llava_ros.speech.backend import Recognition, SpeechBackend
-from spatial_llava_ros.speech.grammar import CommandGrammar, SceneVocabulary, build_jsgf
-
-# log-likelihood gap per frame (nats) at which the verification confidence falls to 1/e;
-# chosen on the synthetic test set (see bench/results/speech.json).
-VERIFY_SCALE = 1.0
+from spatial_llava_ros.speech.grammar import (
+    EXTRA_PRONUNCIATIONS,
+    CommandGrammar,
+    SceneVocabulary,
+    build_jsgf,
+)
 
 
 def _model_dir(model_dir: str | Path | None) -> Path:
@@ -40,11 +41,17 @@ def _model_dir(model_dir: str | Path | None) -> Path:
 
 
 class PocketsphinxBackend(SpeechBackend):
-    """PocketSphinx with a swappable search: language model or scene grammar."""
+    """PocketSphinx with a swappable search: language model or scene grammar.
+
+    Two decoders share the grammar: the main one has no filler words inside the grammar
+    (optional silences let it swallow words: "go to the chair left of the table" came
+    out as "go"); the fallback one has them, and is tried only when the main one cannot
+    reach the grammar's end (short commands with a long trailing silence).
+    """
 
     name = 'pocketsphinx'
 
-    def __init__(self, model_dir: str | Path | None = None, verify: bool = True) -> None:
+    def __init__(self, model_dir: str | Path | None = None) -> None:
         from pocketsphinx import Decoder
 
         root = _model_dir(model_dir)
@@ -52,89 +59,77 @@ class PocketsphinxBackend(SpeechBackend):
         for p in (hmm, lm, dic):
             if not p.exists():
                 raise ModelLoadError(f'pocketsphinx model incomplete: {p} missing')
-        self._root = root
-        self._verify = verify
         try:
-            # fsgusefiller=False: optional silences inside a grammar path let the decoder
-            # swallow words as "silence" (measured: "go to the chair..." -> "go").
-            self._decoder = Decoder(hmm=str(hmm), lm=str(lm), dict=str(dic),
-                                    fsgusefiller=False, bestpath=True, loglevel='FATAL')
+            self._decoders = [
+                Decoder(hmm=str(hmm), lm=str(lm), dict=str(dic), fsgusefiller=filler,
+                        bestpath=True, loglevel='FATAL')
+                for filler in (False, True)]
         except (RuntimeError, ValueError) as exc:
             raise ModelLoadError(f'pocketsphinx could not load {root}: {exc}') from exc
-        self._phone_decoder = None
         self._words = _dictionary_words(dic)
-        self._lm_search = self._decoder.current_search()  # '_default' in pocketsphinx 5
+        for word, phones in EXTRA_PRONUNCIATIONS.items():
+            if word not in self._words:
+                for decoder in self._decoders:
+                    decoder.add_word(word, phones, True)
+                self._words.add(word)
+        self._lm_search = self._decoders[0].current_search()  # '_default' in pocketsphinx 5
         self._search = self._lm_search
-        self._fsg = None
+        self._fsgs: list = []
         self._grammar_count = 0
         self.grammar: CommandGrammar | None = None
 
     @property
     def known_words(self) -> set[str]:
+        """Words the pronunciation dictionary can say (grammar phrases are checked)."""
         return self._words
 
     def set_vocabulary(self, vocabulary: SceneVocabulary | None) -> None:
         old = self._search
         if vocabulary is None:
-            self._decoder.activate_search(self._lm_search)
-            self._search, self.grammar, self._fsg = self._lm_search, None, None
+            for decoder in self._decoders:
+                decoder.activate_search(self._lm_search)
+            self._search, self.grammar, self._fsgs = self._lm_search, None, []
         else:
             grammar = build_jsgf(vocabulary, self._words)
             self._grammar_count += 1
             name = f'scene{self._grammar_count}'
-            fsg = self._decoder.parse_jsgf(grammar.jsgf)
-            self._decoder.add_fsg(name, fsg)
-            self._decoder.activate_search(name)
-            self._search, self.grammar, self._fsg = name, grammar, fsg
+            self._fsgs = []
+            for decoder in self._decoders:
+                fsg = decoder.parse_jsgf(grammar.jsgf)
+                decoder.add_fsg(name, fsg)
+                decoder.activate_search(name)
+                self._fsgs.append(fsg)
+            self._search, self.grammar = name, grammar
         if old not in (self._lm_search, self._search):
-            self._decoder.remove_search(old)
+            for decoder in self._decoders:
+                decoder.remove_search(old)
 
     def recognize(self, audio: np.ndarray) -> Recognition:
         pcm = float_to_int16(audio).tobytes()
-        decoder = self._decoder
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        if hyp is None or not hyp.hypstr.strip():
-            return Recognition('', 0.0, [])
-        words = [_base(s.word) for s in decoder.seg() if _is_word(s.word)]
-        text = ' '.join(words)
-        if self._fsg is not None and not self._fsg.accept(text):
+        if self.grammar is None:
+            words, prob = _decode(self._decoders[0], pcm)
+            return Recognition(' '.join(words), prob, words, {'posterior': prob})
+        for attempt, (decoder, fsg) in enumerate(zip(self._decoders, self._fsgs)):
+            words, prob = _decode(decoder, pcm)
+            text = ' '.join(words)
             # no path reached the grammar's end: pocketsphinx returns the best partial
             # path ("pick up" for "mark one"); that is not a command.
-            return Recognition('', 0.0, words)
-        if self.grammar is None or not self._verify:
-            return Recognition(text, float(min(max(hyp.prob, 0.0), 1.0)), words)
-        return Recognition(text, self._verify_score(pcm, decoder), words)
-
-    def _verify_score(self, pcm: bytes, decoder: object) -> float:
-        """exp(-(phone-loop score - grammar score) / frames / VERIFY_SCALE), in 0..1."""
-        grammar_ascr = _log_ascore(decoder.seg())
-        frames = max(decoder.n_frames(), 1)
-        phones = self._phones()
-        phones.start_utt()
-        phones.process_raw(pcm, full_utt=True)
-        phones.end_utt()
-        phone_ascr = _log_ascore(phones.seg())
-        gap = max(0.0, (phone_ascr - grammar_ascr) / frames)
-        return float(math.exp(-gap / VERIFY_SCALE))
-
-    def _phones(self):  # noqa: ANN202 - pocketsphinx Decoder
-        if self._phone_decoder is None:
-            from pocketsphinx import Decoder
-
-            root = self._root
-            self._phone_decoder = Decoder(hmm=str(root / 'en-us'), lm=None,
-                                          allphone=str(root / 'en-us-phone.lm.bin'),
-                                          dict=str(root / 'cmudict-en-us.dict'),
-                                          bestpath=False, loglevel='FATAL')
-        return self._phone_decoder
+            if words and fsg.accept(text):
+                return Recognition(text, prob, words, {'posterior': prob,
+                                                       'filler_fallback': attempt == 1})
+        return Recognition('', 0.0, [], {'posterior': 0.0, 'partial': text})
 
 
-def _log_ascore(segments: object) -> float:
-    """Sum of natural-log acoustic scores (the bindings hand out exp'd densities)."""
-    return float(sum(math.log(max(s.ascore, 1e-300)) for s in segments))
+def _decode(decoder: object, pcm: bytes) -> tuple[list[str], float]:
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    if hyp is None:
+        return [], 0.0
+    words = [_base(s.word) for s in decoder.seg() if _is_word(s.word)]
+    prob = float(hyp.prob)
+    return words, prob if math.isfinite(prob) else 0.0
 
 
 def _base(word: str) -> str:
@@ -154,5 +149,3 @@ def _dictionary_words(path: Path) -> set[str]:
             if head:
                 words.add(_base(head))
     return words
-
-

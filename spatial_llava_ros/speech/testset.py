@@ -1,9 +1,10 @@
 """A spoken-command test set synthesised with espeak-ng (no recordings can be downloaded).
 
-Each utterance is a command over a small random scene (categories, colours, mark numbers)
-so that scene-aware decoding can be measured against free decoding on the same audio.
-Several voices and speeds, half of them with added noise; plus silence and noise-only
-clips that must give "no command heard".
+Each utterance is an action plus a referring expression from a generated scene
+(spatial_llava_ros.scene), so scene-aware decoding can be measured against free decoding
+on the same audio with the scene's own vocabulary. Several voices and speeds, half of
+them with added noise; plus silence, noise, babble (reversed speech) and out-of-grammar
+speech, which must all give "no command heard".
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ import numpy as np
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.speech.audio import SAMPLE_RATE, read_wav, write_wav
-from spatial_llava_ros.speech.grammar import (
-    DEFAULT_CATEGORIES,
-    DEFAULT_COLOURS,
-    SceneVocabulary,
-    number_to_words,
-)
+from spatial_llava_ros.speech.grammar import SceneVocabulary, number_to_words
 
 VOICES = ('en-us', 'en', 'en-us+f3', 'en+m3', 'en-gb-scotland', 'en-us+f2')
 SPEEDS = (130, 160, 185)
 NOISE_SNR_DB = (20.0, 10.0)
 ACTION_PHRASES = ('go to', 'pick up', 'find', 'where is')
+NEGATIVE_KINDS = ('silence', 'noise', 'babble', 'oog')
+OUT_OF_GRAMMAR = ('what time is it', 'hello robot how are you today',
+                  'the weather is lovely this morning', 'please stop talking to me',
+                  'I would like a cup of coffee')
 
 
 @dataclass
@@ -42,9 +42,11 @@ class Utterance:
     voice: str = ''
     speed: int = 0
     snr_db: float | None = None
-    kind: str = 'command'  # command | silence | noise
+    kind: str = 'command'  # command | silence | noise | babble | oog (not a command)
     objects: list[list[str]] = field(default_factory=list)  # [colour, category] in view
     mark_ids: list[int] = field(default_factory=list)
+    scene_seed: int = -1  # generate_scene(scene_seed, 160, 120) rebuilds the scene
+    target_id: int | None = None  # the object the command refers to
 
     def vocabulary(self) -> SceneVocabulary:
         """The scene-aware vocabulary this clip is decoded with."""
@@ -56,47 +58,30 @@ def espeak_available() -> str | None:
     return shutil.which('espeak-ng')
 
 
-def random_scene(rng: random.Random) -> tuple[list[tuple[str, str]], list[int]]:
-    """4-7 (colour, category) objects with at least one repeated category, and mark ids."""
-    cats = rng.sample(DEFAULT_CATEGORIES[:12], rng.randint(3, 5))
-    objects = [(rng.choice(DEFAULT_COLOURS), c) for c in cats]
-    objects.append((rng.choice(DEFAULT_COLOURS), cats[0]))  # a same-category distractor
-    if rng.random() < 0.5:
-        objects.append((rng.choice(DEFAULT_COLOURS), cats[1]))
-    return objects, list(range(1, len(objects) + 1))
+def scene_commands(seed: int, n: int) -> list[tuple[str, object, int | None]]:
+    """``n`` (command text, Scene, target id) from generated scenes: an action phrase plus
+    one of the scene's own referring expressions, or "mark <id>" one time in eight."""
+    from spatial_llava_ros.errors import SpatialLlavaError
+    from spatial_llava_ros.scene import generate_scene
 
-
-def random_command(rng: random.Random, objects: list[tuple[str, str]],
-                   marks: list[int]) -> str:
-    """One command in the patterns the robot understands, valid in this scene: the
-    ordinal never exceeds how many objects of that category there are, and the
-    landmarks differ from the target's category when the scene allows it."""
-    cats = [c for _, c in objects]
-    a = rng.choice(cats)
-    others = [c for c in dict.fromkeys(cats) if c != a] or [a]
-    b, c = rng.sample(others, 2) if len(others) >= 2 else (others[0], others[0])
-    colour, cat = rng.choice(objects)
-    action = rng.choice(ACTION_PHRASES)
-    pattern = rng.randrange(8)
-    if pattern == 0:
-        return f'mark {number_to_words(rng.choice(marks))}'
-    if pattern == 1:
-        return f'{action} the {a} {rng.choice(("left of", "right of", "behind"))} the {b}'
-    if pattern == 2:
-        repeated = [k for k in dict.fromkeys(cats) if cats.count(k) > 1]
-        k = rng.choice(repeated)
-        ordinal = rng.choice(('first', 'second', 'third')[:cats.count(k)])
-        return f'{action} the {ordinal} {k} from the {rng.choice(("left", "right"))}'
-    if pattern == 3:
-        return f'{action} the {a} between the {b} and the {c}'
-    if pattern == 4:
-        return f'{action} the {rng.choice(("nearest", "farthest", "largest"))} {a}'
-    if pattern == 5:
-        return f'{action} the {colour} {cat}'
-    if pattern == 6:
-        lc, lk = rng.choice([o for o in objects if o[1] != a] or objects)
-        return f'{action} the {a} in front of the {lc} {lk}'
-    return f'{action} the {a} next to the {b}'
+    rng = random.Random(seed)
+    out: list[tuple[str, object, int | None]] = []
+    scene_seed = seed * 1000
+    while len(out) < n:
+        scene_seed += 1
+        try:
+            scene = generate_scene(scene_seed, 160, 120)
+        except SpatialLlavaError:
+            continue
+        if not scene.expressions:
+            continue
+        if rng.random() < 0.125:
+            obj = rng.choice(scene.objects)
+            out.append((f'mark {number_to_words(obj.instance_id)}', scene, obj.instance_id))
+            continue
+        expr = rng.choice(scene.expressions)
+        out.append((f'{rng.choice(ACTION_PHRASES)} {expr.text}', scene, expr.target_id))
+    return out
 
 
 def synthesise(text: str, voice: str, speed: int, path: Path) -> None:
@@ -119,8 +104,9 @@ def add_noise(samples: np.ndarray, snr_db: float, rng: np.random.Generator) -> n
 
 
 def make_testset(out_dir: str | Path, n_commands: int = 48, seed: int = 0,
-                 n_negatives: int = 6) -> list[Utterance]:
-    """Write ``n_commands`` command clips plus silence/noise clips and a manifest.json."""
+                 n_negatives: int = 8) -> list[Utterance]:
+    """Write ``n_commands`` command clips, ``n_negatives`` silence / noise / babble /
+    out-of-grammar clips, and a manifest.json, into ``out_dir``."""
     if n_commands < 1:
         raise InputError(f'n_commands must be >= 1; got {n_commands}')
     out = Path(out_dir)
@@ -128,13 +114,12 @@ def make_testset(out_dir: str | Path, n_commands: int = 48, seed: int = 0,
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     items: list[Utterance] = []
+    commands = scene_commands(seed, n_commands + n_negatives)
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(n_commands):
-            objects, marks = random_scene(rng)
-            text = random_command(rng, objects, marks)
+        raw = Path(tmp) / 'raw.wav'
+        for i, (text, scene, target) in enumerate(commands[:n_commands]):
             voice, speed = VOICES[i % len(VOICES)], SPEEDS[(i // len(VOICES)) % len(SPEEDS)]
             snr = NOISE_SNR_DB[(i // 2) % 2] if i % 2 else None
-            raw = Path(tmp) / 'raw.wav'
             synthesise(text, voice, speed, raw)
             samples, rate = read_wav(raw)
             pad = np.zeros(int(0.3 * rate), np.float32)
@@ -143,23 +128,35 @@ def make_testset(out_dir: str | Path, n_commands: int = 48, seed: int = 0,
                 samples = add_noise(samples, snr, nrng)
             name = f'cmd_{i:03d}.wav'
             write_wav(out / name, samples, rate)
-            items.append(Utterance(name, text, voice, speed, snr, 'command',
-                                   [list(o) for o in objects], marks))
-    for j in range(n_negatives):
-        objects, marks = random_scene(rng)
-        seconds = 1.5 + 0.5 * (j % 3)
-        n = int(seconds * SAMPLE_RATE)
-        if j % 2 == 0:
-            samples, kind = (nrng.standard_normal(n) * 1e-4).astype(np.float32), 'silence'
-        else:
-            samples = add_noise(np.full(n, 1e-3, np.float32), -20.0 + 3 * j, nrng) * 0.3
-            kind = 'noise'
-        name = f'{kind}_{j:03d}.wav'
-        write_wav(out / name, samples, SAMPLE_RATE)
-        items.append(Utterance(name, '', kind=kind, objects=[list(o) for o in objects],
-                               mark_ids=marks))
+            items.append(_item(name, text, scene, target, voice=voice, speed=speed,
+                               snr_db=snr))
+        for j in range(n_negatives):
+            _, scene, _ = commands[n_commands + j]
+            kind = NEGATIVE_KINDS[j % len(NEGATIVE_KINDS)]
+            n = int((1.5 + 0.5 * (j % 3)) * SAMPLE_RATE)
+            rate = SAMPLE_RATE
+            if kind == 'silence':
+                samples = (nrng.standard_normal(n) * 1e-4).astype(np.float32)
+            elif kind == 'noise':
+                samples = add_noise(np.full(n, 1e-3, np.float32), -20.0, nrng) * 0.3
+            else:  # babble: reversed speech; oog: speech that is not a command
+                phrase = rng.choice(OUT_OF_GRAMMAR)
+                synthesise(phrase, VOICES[j % len(VOICES)], 160, raw)
+                samples, rate = read_wav(raw)
+                if kind == 'babble':
+                    samples = add_noise(samples[::-1].copy(), 15.0, nrng)
+            name = f'{kind}_{j:03d}.wav'
+            write_wav(out / name, samples, rate)
+            items.append(_item(name, '', scene, None, kind=kind))
     (out / 'manifest.json').write_text(json.dumps([asdict(u) for u in items], indent=1))
     return items
+
+
+def _item(name: str, text: str, scene: object, target: int | None, **kw: object) -> Utterance:
+    objects = [[o.color_name, o.category.replace('_', ' ')] for o in scene.objects]
+    return Utterance(name, text, objects=objects,
+                     mark_ids=[o.instance_id for o in scene.objects],
+                     scene_seed=int(scene.seed), target_id=target, **kw)
 
 
 def load_manifest(directory: str | Path) -> list[Utterance]:
