@@ -1,0 +1,90 @@
+"""The resolver node's lifecycle in-process with real rclpy (skipped without ROS 2):
+a missing model path is a FAILURE transition with the node still alive, and
+configure -> activate -> deactivate -> cleanup -> configure -> activate works, with the
+model loaded only while active and a query answered in between."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip('rclpy', reason='needs ROS 2 (rclpy)')
+pytest.importorskip('spatial_llava_ros.msg', reason='the generated interfaces are missing: '
+                    'colcon build the package first')
+pytest.importorskip('tf2_ros', reason='needs tf2_ros')
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from spatial_llava_ros.msg import SpatialQuery, SpatialResult  # noqa: E402
+from spatial_llava_ros.nodes.resolver_node import ResolverNode  # noqa: E402
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    from spatial_llava_ros.model.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp('tiny'), seed=0)
+
+
+def _node(**params) -> ResolverNode:
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return ResolverNode(parameter_overrides=overrides)
+
+
+@pytest.mark.parametrize('path', ['', '/nonexistent/spatial-llava'])
+def test_missing_model_path_is_a_failure_transition(ros, path):
+    node = _node(model_path=path)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_machine.current_state[1] == 'unconfigured'
+        # the node is still usable: fix the parameter and nothing else is needed
+        assert node.get_parameter('model_path').value == path
+    finally:
+        node.destroy_node()
+
+
+def test_full_lifecycle_cycle_answers_a_query_and_frees_the_model(ros, tiny_model):
+    node = _node(model_path=str(tiny_model), device='cpu')
+    client = rclpy.create_node('lifecycle_test_client')
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    executor.add_node(client)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    results: list[SpatialResult] = []
+    client.create_subscription(SpatialResult, 'spatial_result', results.append, 10)
+    pub = client.create_publisher(SpatialQuery, 'spatial_query', 10)
+    try:
+        for _ in range(2):  # twice: cleanup must leave a node that configures again
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node._resolver is None  # not loaded before activate
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert node._resolver is not None
+            before = len(results)
+            deadline = time.monotonic() + 20.0
+            while len(results) == before and time.monotonic() < deadline:
+                msg = SpatialQuery()
+                msg.text = 'the chair'
+                pub.publish(msg)
+                time.sleep(0.3)
+            assert len(results) > before, 'no SpatialResult within 20 s'
+            assert not results[-1].success and results[-1].reason.startswith('no_frame')
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node._resolver is None
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    finally:
+        executor.shutdown()
+        node.close()
+        node.destroy_node()
+        client.destroy_node()
