@@ -1,0 +1,439 @@
+"""Depth proposals: remove the dominant planes, split what is left at depth edges.
+
+Indoor scenes are mostly floor, walls and table tops. RANSAC on a few thousand
+back-projected points finds those planes; the floor (the lowest horizontal plane) and
+large vertical planes (walls) are background. What remains is split into objects by
+connected components whose links break at depth discontinuities and where something
+stands on a horizontal surface (a mug on a table top: continuous depth, but the mug's
+pixels rise above the table's plane). Thin bridges are opened before labelling and the
+pixels they took are given back afterwards.
+
+Everything runs on a grid of every ``stride``-th pixel (half resolution by default) and
+labels are brought back to full resolution, where pixels whose depth disagrees with
+their label are dropped. That keeps a 640x480 frame well under the budget of a camera
+stream on one core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from scipy.ndimage import find_objects
+
+from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.geometry.camera import validate_intrinsics
+from spatial_llava_ros.marks.proposals import Proposal, ProposalResult, register
+from spatial_llava_ros.scene.types import CameraIntrinsics
+
+if TYPE_CHECKING:
+    from spatial_llava_ros.marks.engine import MarkerConfig
+    from spatial_llava_ros.marks.inputs import FrameInput
+
+UP_CAMERA = np.array([0.0, -1.0, 0.0])  # optical frame: y points down
+
+
+@dataclass
+class DepthSegmentParams:
+    stride: int = 2  # work on every stride-th pixel
+    ransac_points: int = 1024
+    ransac_hypotheses: int = 64
+    max_planes: int = 5
+    min_plane_fraction: float = 0.06  # of the sampled points
+    plane_threshold_m: float = 0.015  # inlier distance at 1 m...
+    plane_threshold_per_m: float = 0.01  # ...growing with depth (sensor noise)
+    gravity_deg: float = 50.0  # the floor's normal is within this of the camera's -y
+    horizontal_deg: float = 15.0  # normal within this of "up" = horizontal plane
+    vertical_deg: float = 15.0  # normal within this of horizontal = vertical plane
+    wall_extent_m: float = 1.6  # a vertical plane patch at least this long is a wall
+    wall_min_px: int = 600  # components this big (working px) are checked for being a wall
+    min_floor_height_m: float = 0.2  # camera height above a plane for it to be a floor
+    jump_abs_m: float = 0.04  # depth discontinuity between neighbours...
+    jump_rel: float = 0.04  # ...plus this fraction of the depth
+    chroma_edge: float = 0.08  # |dr| + |dg| chromaticity step that splits touching objects
+    chroma_min_brightness: float = 90.0  # r+g+b below this: chromaticity is too noisy
+    plane_chroma: float = 0.025  # a floor/table pixel must match the plane's chromaticity...
+    plane_brightness_log: float = 0.2  # ...and brightness (same normal, same shading)
+    open_bridges: bool = True
+    min_component_px: int = 12  # at working resolution
+    seed: int = 0
+
+
+@dataclass
+class Plane:
+    normal: np.ndarray  # (3,) unit, oriented towards the camera's "up" side
+    offset: float  # n.p + offset = 0; offset = height of the camera above the plane
+    kind: str = 'other'  # floor | table | wall | other
+    inliers: int = 0
+
+
+@dataclass
+class DepthSegmentation:
+    labels: np.ndarray  # (H, W) int32 full resolution, 0 = none
+    n_labels: int
+    planes: list[Plane]
+    background: np.ndarray  # (h, w) bool, working resolution: floor and wall pixels
+    notes: list[str] = field(default_factory=list)
+
+
+def _rays(shape: tuple[int, int], stride: int, k: CameraIntrinsics) -> tuple[np.ndarray, ...]:
+    h, w = shape
+    xr = ((np.arange(0, w, stride, dtype=np.float32) - k.cx) / k.fx)[None, :]
+    yr = ((np.arange(0, h, stride, dtype=np.float32) - k.cy) / k.fy)[:, None]
+    return xr, yr
+
+
+def _threshold(z: np.ndarray, p: DepthSegmentParams) -> np.ndarray:
+    return p.plane_threshold_m + p.plane_threshold_per_m * z
+
+
+def fit_planes(points: np.ndarray, p: DepthSegmentParams) -> list[Plane]:
+    """Up to ``max_planes`` dominant planes of an (N, 3) cloud, greedy RANSAC, vectorised."""
+    rng = np.random.default_rng(p.seed)
+    if points.shape[0] > p.ransac_points:
+        points = points[rng.choice(points.shape[0], p.ransac_points, replace=False)]
+    remaining = points.astype(np.float64)
+    n0 = points.shape[0]
+    planes: list[Plane] = []
+    while len(planes) < p.max_planes and remaining.shape[0] >= max(3, p.min_plane_fraction * n0):
+        n = remaining.shape[0]
+        idx = rng.integers(0, n, size=(p.ransac_hypotheses, 3))
+        a, b, c = remaining[idx[:, 0]], remaining[idx[:, 1]], remaining[idx[:, 2]]
+        normals = np.cross(b - a, c - a)
+        norm = np.linalg.norm(normals, axis=1)
+        ok = norm > 1e-9
+        if not ok.any():
+            break
+        normals = normals[ok] / norm[ok, None]
+        offsets = -np.einsum('ij,ij->i', normals, a[ok])
+        thr = _threshold(remaining[:, 2], p)
+        dist = np.abs(remaining @ normals.T + offsets[None, :])
+        counts = (dist < thr[:, None]).sum(axis=0)
+        best = int(np.argmax(counts))
+        if counts[best] < p.min_plane_fraction * n0:
+            break
+        inl = dist[:, best] < thr
+        normal, offset = _refit(remaining[inl])
+        inl = np.abs(remaining @ normal + offset) < thr
+        planes.append(Plane(normal, offset, inliers=int(inl.sum())))
+        remaining = remaining[~inl]
+    return planes
+
+
+def _refit(pts: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane through points, normal oriented to the camera's up side."""
+    centre = pts.mean(axis=0)
+    q = pts - centre
+    _, vecs = np.linalg.eigh(q.T @ q)  # 3x3: far cheaper than an SVD of the N x 3 points
+    normal = vecs[:, 0]
+    if normal @ UP_CAMERA < 0 or (abs(normal @ UP_CAMERA) < 1e-6 and normal[2] > 0):
+        normal = -normal
+    return normal, float(-normal @ centre)
+
+
+def _extent(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) -> float:
+    """Largest extent (metres) of a point patch: robust bounding range along its main axes."""
+    if xs.size < 3:
+        return 0.0
+    pts = np.stack([xs, ys, zs], axis=1)
+    pts = pts - pts.mean(axis=0)
+    cov = pts.T @ pts / pts.shape[0]
+    _, vecs = np.linalg.eigh(cov)
+    proj = pts @ vecs[:, -1]
+    lo, hi = np.percentile(proj, [2, 98])
+    return float(hi - lo)
+
+
+def _classify(planes: list[Plane], p: DepthSegmentParams) -> None:
+    """Label planes floor / table / wall / other.
+
+    "Up" is the normal of the biggest plane that roughly faces the camera's -y (the
+    floor, or a table top filling the view); horizontal and vertical are judged
+    against it, which tolerates any camera pitch up to ``gravity_deg``.
+    """
+    cands = [pl for pl in planes if pl.normal @ UP_CAMERA >= np.cos(np.radians(p.gravity_deg))]
+    if not cands:
+        return
+    up = max(cands, key=lambda pl: pl.inliers).normal
+    cos_h = np.cos(np.radians(p.horizontal_deg))
+    sin_v = np.sin(np.radians(p.vertical_deg))
+    horizontal = []
+    for pl in planes:
+        c = float(pl.normal @ up)
+        if c >= cos_h:
+            pl.kind = 'table'
+            if pl.offset >= p.min_floor_height_m:
+                horizontal.append(pl)
+        elif abs(c) <= sin_v:
+            pl.kind = 'wall'
+    if horizontal:
+        max(horizontal, key=lambda pl: pl.offset).kind = 'floor'
+
+
+def _chromaticity(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r, g) chromaticity and brightness r+g+b: shading scales brightness, not chromaticity."""
+    f = rgb_small.astype(np.float32)
+    total = f.sum(axis=2) + 1.0
+    return f[:, :, 0] / total, f[:, :, 1] / total, total
+
+
+def _shift_cut(a: np.ndarray, b: np.ndarray, cut_a: np.ndarray, cut_b: np.ndarray,
+               cut: np.ndarray, axis: int) -> None:
+    """OR the per-link decisions for (pixel, next pixel along axis) into ``cut``."""
+    if axis == 1:
+        cut[:, :-1] |= cut_a
+        cut[:, 1:] |= cut_b
+    else:
+        cut[:-1, :] |= cut_a
+        cut[1:, :] |= cut_b
+
+
+def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
+                  params: DepthSegmentParams | None = None,
+                  rgb: np.ndarray | None = None) -> DepthSegmentation:
+    """Object labels for a metric depth map (float metres, NaN invalid) of the intrinsics' size.
+
+    ``rgb`` (optional, same size) sharpens two decisions where depth alone is ambiguous:
+    a flat thing lying on the floor or a table (a book) is not part of that plane when
+    its colour differs, and two touching objects at the same depth split where their
+    chromaticity changes.
+    """
+    p = params or DepthSegmentParams()
+    validate_intrinsics(intrinsics)
+    full_h, full_w = depth.shape
+    s = max(1, int(p.stride))
+    d = np.ascontiguousarray(depth[::s, ::s], dtype=np.float32)
+    h, w = d.shape
+    valid = np.isfinite(d)
+    notes: list[str] = []
+    if valid.sum() < 3:
+        notes.append('no valid depth')
+        return DepthSegmentation(np.zeros((full_h, full_w), np.int32), 0, [],
+                                 np.zeros((h, w), bool), notes)
+    z = np.where(valid, d, 0.0).astype(np.float32)
+    xr, yr = _rays((full_h, full_w), s, intrinsics)
+    px = xr * z
+    py = yr * z
+    vv = np.flatnonzero(valid)
+    pts = np.stack([px.ravel()[vv], py.ravel()[vv], z.ravel()[vv]], axis=1)
+    planes = fit_planes(pts, p)
+    chroma = None
+    if rgb is not None:
+        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if s > 1 else rgb
+        chroma = _chromaticity(small)
+
+    thr = _threshold(z, p)
+    inlier_maps: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    for pl in planes:
+        dist = px * pl.normal[0] + py * pl.normal[1] + z * pl.normal[2] + pl.offset
+        inl = valid & (np.abs(dist) < thr)
+        # refit on every grid inlier: the sampled fit is a few millimetres off
+        if inl.sum() >= 3:
+            ii = np.flatnonzero(inl)
+            ii = ii[::max(1, ii.size // 6000)]  # 6000 points pin a plane down to < 1 mm
+            n, off = _refit(np.stack([px.ravel()[ii], py.ravel()[ii], z.ravel()[ii]], axis=1))
+            pl.normal, pl.offset = n, off
+            dist = px * n[0] + py * n[1] + z * n[2] + off
+            inl = valid & (np.abs(dist) < thr)
+        inlier_maps.append(inl)
+        dists.append(dist)
+        pl.inliers = int(inl.sum())
+    _classify(planes, p)
+    if chroma is not None:
+        for i, pl in enumerate(planes):
+            if pl.kind in ('floor', 'table'):
+                inlier_maps[i] &= _plane_colored(inlier_maps[i], chroma, p)
+    background = np.zeros((h, w), bool)
+    for i, pl in enumerate(planes):
+        if pl.kind == 'floor':
+            background |= inlier_maps[i]
+    for i, pl in enumerate(planes):
+        if pl.kind == 'wall':
+            # the floor's pixels go first: a box face's plane also cuts the floor along a line
+            n_comp, comp, stats, _ = cv2.connectedComponentsWithStats(
+                (inlier_maps[i] & ~background).view(np.uint8), connectivity=8)
+            for c in range(1, n_comp):
+                if stats[c, cv2.CC_STAT_AREA] < p.min_component_px:
+                    continue
+                x, y, bw, bh = stats[c, :4]
+                sel = np.zeros((h, w), bool)
+                sel[y:y + bh, x:x + bw] = comp[y:y + bh, x:x + bw] == c
+                if _extent(px[sel], py[sel], z[sel]) >= p.wall_extent_m:
+                    background |= sel
+    fg = valid & ~background
+
+    # links to cut: depth jumps (drop the far pixel), colour edges, "stands on a table top"
+    cut = np.zeros((h, w), bool)
+    jump = p.jump_abs_m + p.jump_rel * z
+    for axis in (1, 0):
+        za, zb = (z[:, :-1], z[:, 1:]) if axis == 1 else (z[:-1, :], z[1:, :])
+        va, vb = (valid[:, :-1], valid[:, 1:]) if axis == 1 else (valid[:-1, :], valid[1:, :])
+        ja = jump[:, :-1] if axis == 1 else jump[:-1, :]
+        dz = zb - za
+        big = va & vb & (np.abs(dz) > ja)
+        _shift_cut(za, zb, big & (dz < 0), big & (dz > 0), cut, axis)
+        if chroma is not None and p.chroma_edge > 0:
+            r, g, tot = chroma
+            if axis == 1:
+                dc = np.abs(r[:, 1:] - r[:, :-1]) + np.abs(g[:, 1:] - g[:, :-1])
+                bright = np.minimum(tot[:, 1:], tot[:, :-1]) > p.chroma_min_brightness
+            else:
+                dc = np.abs(r[1:, :] - r[:-1, :]) + np.abs(g[1:, :] - g[:-1, :])
+                bright = np.minimum(tot[1:, :], tot[:-1, :]) > p.chroma_min_brightness
+            edge = va & vb & bright & (dc > p.chroma_edge) & ~big
+            _shift_cut(za, zb, edge & (dz < 0), edge & (dz >= 0), cut, axis)
+    for i, pl in enumerate(planes):
+        if pl.kind != 'table':
+            continue
+        on = inlier_maps[i]
+        off = valid & ~on & (dists[i] > -thr)  # on or above the plane but not of it
+        edge = np.zeros((h, w), bool)
+        edge[:, :-1] |= on[:, :-1] & off[:, 1:]
+        edge[:, 1:] |= on[:, 1:] & off[:, :-1]
+        edge[:-1, :] |= on[:-1, :] & off[1:, :]
+        edge[1:, :] |= on[1:, :] & off[:-1, :]
+        cut |= edge
+    core = (fg & ~cut).view(np.uint8)
+    if p.open_bridges:
+        core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n_lab, lab, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
+    small_cc = stats[:, cv2.CC_STAT_AREA] < p.min_component_px
+    small_cc[0] = False
+    if small_cc.any():
+        lab[small_cc[lab]] = 0
+    lab = _regrow(lab, fg, z, jump, iterations=2)
+    lab = _fill_dropouts(lab, valid)
+    up = next((pl.normal for pl in planes if pl.kind == 'floor'), None)
+    lab = _drop_walls(lab, px, py, z, thr, up, p)
+
+    # back to full resolution; drop pixels whose depth disagrees with their label's
+    if s > 1:
+        up = np.repeat(np.repeat(lab, s, axis=0), s, axis=1)[:full_h, :full_w]
+        dup = np.repeat(np.repeat(d, s, axis=0), s, axis=1)[:full_h, :full_w]
+        with np.errstate(invalid='ignore'):
+            wrong = np.abs(depth - dup) >= p.jump_abs_m + p.jump_rel * dup  # NaN: no evidence
+        up = np.where(wrong, 0, up)
+    else:
+        up = lab
+    return DepthSegmentation(up.astype(np.int32), int(lab.max()), planes, background, notes)
+
+
+def _plane_colored(inliers: np.ndarray, chroma: tuple, p: DepthSegmentParams) -> np.ndarray:
+    """Pixels whose colour matches the plane's own (median of its inliers)."""
+    r, g, tot = chroma
+    sel = np.flatnonzero(inliers)
+    if sel.size == 0:
+        return inliers
+    if sel.size > 4000:
+        sel = sel[:: sel.size // 4000]
+    mr, mg, mt = (float(np.median(a.ravel()[sel])) for a in (r, g, tot))
+    return (np.abs(r - mr) + np.abs(g - mg) < p.plane_chroma) & \
+        (np.abs(np.log(tot / mt)) < p.plane_brightness_log)
+
+
+def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
+                thr: np.ndarray, up: np.ndarray | None, p: DepthSegmentParams) -> np.ndarray:
+    """Remove components that are one large vertical plane: walls RANSAC did not pick
+    (a side wall seen at the image edge has too few points to be a dominant plane)."""
+    sizes = np.bincount(lab.ravel())
+    for k, sl in enumerate(find_objects(lab), start=1):
+        if sl is None or sizes[k] < p.wall_min_px:
+            continue
+        sel = lab[sl] == k
+        step = max(1, int(sizes[k]) // 400)
+        pts = np.stack([px[sl][sel][::step], py[sl][sel][::step], z[sl][sel][::step]],
+                       axis=1).astype(np.float64)
+        t = thr[sl][sel][::step]
+        normal, offset = _refit(pts)
+        planar = np.mean(np.abs(pts @ normal + offset) < t) >= 0.9
+        if not planar:
+            continue
+        if up is not None and abs(float(normal @ up)) > np.sin(np.radians(p.vertical_deg)):
+            continue
+        if _extent(pts[:, 0], pts[:, 1], pts[:, 2]) >= p.wall_extent_m:
+            lab[sl][sel] = 0
+    return lab
+
+
+def _fill_dropouts(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Label a pixel without depth when its opposite neighbours agree (sensor dropouts)."""
+    hole = ~valid & (lab == 0)
+    if not hole.any():
+        return lab
+    out = lab.copy()
+    inner = hole[1:-1, 1:-1]
+    up_, down = lab[:-2, 1:-1], lab[2:, 1:-1]
+    left, right = lab[1:-1, :-2], lab[1:-1, 2:]
+    vert = inner & (up_ == down) & (up_ > 0)
+    horz = inner & (left == right) & (left > 0) & ~vert
+    core = out[1:-1, 1:-1]
+    core[vert] = up_[vert]
+    core[horz] = left[horz]
+    return out
+
+
+def _regrow(lab: np.ndarray, fg: np.ndarray, z: np.ndarray, jump: np.ndarray,
+            iterations: int) -> np.ndarray:
+    """Give pixels removed by cuts and opening back to a depth-continuous labelled neighbour."""
+    h, w = lab.shape
+    for _ in range(iterations):
+        free = fg & (lab == 0)
+        if not free.any():
+            break
+        best = np.zeros((h, w), np.int32)
+        best_dz = np.full((h, w), np.inf, np.float32)
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            nb = np.zeros_like(lab)
+            nz = np.full((h, w), np.inf, np.float32)
+            ys = slice(max(dy, 0), h + min(dy, 0))
+            yd = slice(max(-dy, 0), h + min(-dy, 0))
+            xs = slice(max(dx, 0), w + min(dx, 0))
+            xd = slice(max(-dx, 0), w + min(-dx, 0))
+            nb[yd, xd] = lab[ys, xs]
+            nz[yd, xd] = z[ys, xs]
+            gap = np.abs(nz - z)
+            take = free & (nb > 0) & (gap < jump) & (gap < best_dz)
+            best[take] = nb[take]
+            best_dz[take] = gap[take]
+        lab = np.where(best > 0, best, lab)
+    return lab
+
+
+def labels_to_masks(labels: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """(full-resolution bool mask, box) per non-zero label, each built inside its box."""
+    out = []
+    for k, sl in enumerate(find_objects(labels), start=1):
+        if sl is None:
+            continue
+        mask = np.zeros(labels.shape, bool)
+        sub = labels[sl] == k
+        mask[sl] = sub
+        if sub.any():
+            out.append((mask, (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)))
+    return out
+
+
+@register('depth')
+class DepthProposals:
+    """Planes removed, the rest split at depth edges; needs depth and intrinsics."""
+
+    name = 'depth'
+
+    def __init__(self, config: MarkerConfig) -> None:
+        self.params = config.depth_params
+
+    def propose(self, frame: FrameInput, detections: list | None = None) -> ProposalResult:
+        if frame.depth is None or frame.intrinsics is None:
+            raise InputError('depth proposals need a depth image and intrinsics; '
+                             "use proposals='color' for an RGB-only camera")
+        seg = segment_depth(frame.depth, frame.intrinsics, self.params, frame.rgb)
+        notes = list(seg.notes)
+        masks = labels_to_masks(seg.labels)
+        if not masks:
+            kinds = ', '.join(pl.kind for pl in seg.planes) or 'none'
+            notes.append(f'no object above the background: {len(seg.planes)} plane(s) found '
+                         f'({kinds}) and nothing else with valid depth')
+        return ProposalResult([Proposal(m, 1.0, box=b) for m, b in masks], notes)
