@@ -190,7 +190,9 @@ def running(assets, **params):
         h.send_tf(frame.camera_pose)
         h.activate()
         h.publish_marked(marked)
-        time.sleep(0.5)
+        time.sleep(0.5)  # discovery: publishers and subscriptions match
+        h.publish_marked(marked)  # fresh, for nodes with a short max_frame_age
+        time.sleep(0.1)
         assert h.ask('warm up the chair').success
         yield h
     finally:
