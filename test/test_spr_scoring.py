@@ -232,3 +232,15 @@ def test_configs_load_and_reject_typos(tmp_path):
     with pytest.raises(InputError, match='beta'):
         load_train_config(bad)
     json.dumps(cfg)  # what generate records in WORK/spr_config.json
+
+
+def test_bare_mark_answers(scene, region):
+    # a model fine-tuned on grounding alone answers every question with a mark number
+    inside = score_description('3', region, scene)
+    assert inside.n_groundings == 1 and inside.semantic == 0.0
+    assert inside.localization == pytest.approx(0.9 / 5)  # one of five objects, IoU 0.9
+    assert score_description('6', region, scene).localization == 0.0  # outside the region
+    assert score_description('marks 1, 2 and 3.', region, scene).localization == \
+        pytest.approx(2.7 / 5)
+    assert refine_description('6', region, scene) == []  # nothing left to keep
+    assert [r.text for r in refine_description('3', region, scene)] == ['3']

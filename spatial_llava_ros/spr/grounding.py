@@ -9,8 +9,10 @@ Also read, because models (and people) write them: ``(3)``, ``[3]``, ``<3>``, ``
 paper's boxes ``[x0, y0, x1, y1]`` (fractions of the image in [0, 1], or pixels) with or without
 ``<ref>..</ref><box>..</box>`` tags. A grounding belongs to the object phrase right before
 it in the same clause; a grounding with no phrase before it ("Mark 3. It is the chair")
-takes the first phrase after it. Object phrases are category names (plural too, plus a few
-synonyms) with an optional colour word among the two words before them.
+takes the first phrase after it. An answer that is nothing but mark numbers ("3") grounds
+those marks with no phrase (the resolver's own answer format). Object phrases are category
+names (plural too, plus a few synonyms) with an optional colour word among the two words
+before them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ _GROUNDING = re.compile(
     r'|(?:^|(?<=[.;!?]\s))(\d+)\s*:(?!\d)',  # 9: "3: the chair ..." at a sentence start
     re.IGNORECASE | re.MULTILINE)
 _SENTENCE_END = re.compile(r'[.!?;\n]')
+# A whole answer that is only mark numbers ("3", "marks 3, 5 and 7."): the resolver's answer
+# format, which a model fine-tuned on grounding alone gives to every question.
+_BARE_MARKS = re.compile(r'^\s*(?:marks?\s*)?#?\d+(?:\s*(?:,|and|,\s*and)\s*#?\d+)*\s*[.!]?\s*$',
+                         re.IGNORECASE)
 
 
 @dataclass
@@ -129,6 +135,10 @@ def parse_description(text: str, categories: list[str], colors: list[str],
     if not text:
         return out
     low = text.lower()
+    if _BARE_MARKS.match(text):
+        out.groundings = [Grounding(m.start(), m.end(), mark=int(m.group()))
+                          for m in re.finditer(r'\d+', text)]
+        return out
     out.groundings = find_groundings(text)
     spans = [(g.start, g.end) for g in out.groundings]
     cat_pat, names = _category_pattern(list(categories))
