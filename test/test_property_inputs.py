@@ -324,3 +324,18 @@ def test_nav_failure_reason_is_one_line_for_any_status(status, code, text):
     line = nav_failure_reason(status, code, text.replace('\n', ' '))
     assert line.startswith('nav_failed: Nav2 NavigateToPose finished ')
     assert '\n' not in line
+
+
+def test_huge_claimed_frame_is_refused_without_allocating():
+    """A header claiming 2^31 x 2^31 pixels over 64 bytes of data: InputError, at once."""
+    msg = image_msg(b'\x00' * 64, 2**31, 2**31, 'rgb8', 3 * 2**31)
+    with pytest.raises(InputError, match=r'image data has 64 bytes, expected step'):
+        decode_color(msg)
+
+
+def test_large_real_frame_decodes():
+    """A 4096x3072 rgb8 frame (36 MiB) decodes to the same pixels."""
+    rgb = np.random.default_rng(0).integers(0, 255, (3072, 4096, 3), dtype=np.uint8)
+    data, step = encode_image(rgb, 'rgb8')
+    out, err = outcome_of(decode_color, image_msg(data, 3072, 4096, 'rgb8', step))
+    assert err is None and np.array_equal(out, rgb)
