@@ -48,7 +48,7 @@ class DepthSegmentParams:
     horizontal_deg: float = 15.0  # normal within this of "up" = horizontal plane
     vertical_deg: float = 15.0  # normal within this of horizontal = vertical plane
     wall_extent_m: float = 1.6  # a vertical plane patch at least this long is a wall
-    wall_min_px: int = 600  # components this big (working px) are checked for being a wall
+    wall_min_fraction: float = 0.005  # components this big (of the image) may be walls
     min_floor_height_m: float = 0.2  # camera height above a plane for it to be a floor
     jump_abs_m: float = 0.04  # depth discontinuity between neighbours...
     jump_rel: float = 0.04  # ...plus this fraction of the depth
@@ -340,7 +340,7 @@ def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
     (a side wall seen at the image edge has too few points to be a dominant plane)."""
     sizes = np.bincount(lab.ravel())
     for k, sl in enumerate(find_objects(lab), start=1):
-        if sl is None or sizes[k] < p.wall_min_px:
+        if sl is None or sizes[k] < p.wall_min_fraction * lab.size:
             continue
         sel = lab[sl] == k
         step = max(1, int(sizes[k]) // 400)
