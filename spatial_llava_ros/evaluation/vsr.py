@@ -162,3 +162,65 @@ def vsr_markdown(scores: dict) -> str:
     for name, entry in scores['per_relation'].items():
         lines.append(f"| {name} | {entry['n']} | {entry['accuracy']:.3f} |")
     return '\n'.join(lines) + '\n'
+
+
+QUESTION = 'Is this true: {caption} Answer yes or no.'
+
+
+class YesNoPredictor:
+    """Zero-shot true/false from a LLaVA checkpoint: compare log P(" yes") and log P(" no").
+
+    Both answers are scored exactly (with </s>) after the template's free-answer prompt,
+    so no generation or answer parsing is involved.
+    """
+
+    def __init__(self, loaded, template=None, question: str = QUESTION) -> None:
+        from spatial_llava_ros.model.prompt import PromptTemplate
+        from spatial_llava_ros.training.packing import Packer
+
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.template = template or PromptTemplate.load()
+        self.question = question
+        self.packer = Packer(loaded.tokenizer, loaded.image_token_id,
+                             self.model.config.image_seq_length,
+                             loaded.processor.image_processor)
+
+    def __call__(self, image: np.ndarray, caption: str) -> bool:
+        from spatial_llava_ros.training.packing import Example, Segment, branch_logprobs
+
+        caption = caption.strip()
+        if caption and caption[-1] not in '.?!':
+            caption += '.'
+        prefix = self.template.question_text(self.question.format(caption=caption))
+        ex = Example(image, prefix, [[Segment(' yes', target=True, eos=True)],
+                                     [Segment(' no', target=True, eos=True)]])
+        yes, no = branch_logprobs(self.model, self.packer, ex)
+        return yes > no
+
+
+def write_synthetic_vsr(seeds: list[int], out_dir: str | Path, width: int = 320,
+                        height: int = 240) -> tuple[Path, Path]:
+    """VSR-format jsonl + PNG images from synthetic scenes' true/false captions.
+
+    Lets the VSR evaluation run end to end where the real VSR/COCO files are absent.
+    """
+    from PIL import Image
+
+    from spatial_llava_ros.scene.generate import generate_scene
+
+    out = Path(out_dir)
+    (out / 'images').mkdir(parents=True, exist_ok=True)
+    lines = []
+    for seed in seeds:
+        scene = generate_scene(int(seed), width, height)
+        name = f'scene_{seed:06d}.png'
+        Image.fromarray(scene.frame.rgb).save(out / 'images' / name)
+        for cap in scene.vsr_captions:
+            text = cap.caption[0].upper() + cap.caption[1:]
+            lines.append(json.dumps({'image': name, 'caption': f'{text}.',
+                                     'label': int(cap.label),
+                                     'relation': normalise_relation(cap.relation)}))
+    data = out / 'synthetic_vsr.jsonl'
+    data.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return data, out / 'images'

@@ -16,14 +16,14 @@ def parse_seeds(spec: str | list | tuple) -> list[int]:
         return [int(s) for s in spec]
     text = str(spec).strip()
     try:
-        if ':' in text:
-            start, end = (int(v) for v in text.split(':', 1))
-            if end <= start or start < 0:
-                raise InputError(f'seed range {text!r} is empty or negative')
-            return list(range(start, end))
-        return [int(v) for v in text.split(',') if v.strip()]
+        if ':' not in text:
+            return [int(v) for v in text.split(',') if v.strip()]
+        start, end = (int(v) for v in text.split(':', 1))
     except ValueError as exc:
         raise InputError(f'cannot parse seeds {text!r}: use START:END or a,b,c') from exc
+    if end <= start or start < 0:
+        raise InputError(f'seed range {text!r} is empty or negative')
+    return list(range(start, end))
 
 
 @dataclass

@@ -194,3 +194,20 @@ def answer_loss(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     per_answer = torch.ones(batch.num_answers)
     per_answer = per_answer.scatter_reduce(0, batch.answer_of, hit, reduce='amin')
     return loss, per_answer
+
+
+def branch_logprobs(model, packer: Packer, example: Example) -> list[float]:
+    """log P(target segments of each branch | prefix, branch context), one forward pass.
+
+    Used to compare fixed answers (e.g. " yes" vs " no") exactly as training scores them.
+    """
+    batch = packer.collate([example])
+    with torch.no_grad():
+        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                          attention_mask=batch.attention_mask,
+                          position_ids=batch.position_ids, use_cache=False)
+        hidden = out.last_hidden_state[batch.pred_pos[:, 0], batch.pred_pos[:, 1]]
+        logp = torch.log_softmax(model.lm_head(hidden).float(), dim=-1)
+        tok = logp.gather(1, batch.targets[:, None])[:, 0]
+    totals = torch.zeros(batch.num_answers).index_add_(0, batch.answer_of, tok)
+    return [float(v) for v in totals]

@@ -1,0 +1,129 @@
+"""Trainer: a 2-step run on a tiny model lowers the loss and saves what the resolver loads;
+packing scores exactly like the resolver; resume; LoRA export; config errors."""
+
+import json
+
+import pytest
+import torch
+
+from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.model.prompt import PromptTemplate
+from spatial_llava_ros.training.config import TrainConfig, parse_seeds
+
+TINY = {'image_size': 32, 'patch_size': 8, 'vision_hidden': 32, 'vision_layers': 1,
+        'text_hidden': 32, 'text_layers': 1, 'heads': 2}
+DATA = {'train_seeds': '7000:7004', 'val_seeds': '7100:7101', 'scene_width': 160,
+        'scene_height': 120, 'text_height_336': 30.0, 'queries_per_frame': 4}
+
+
+def tiny_config(out, **kw) -> TrainConfig:
+    raw = {'output_dir': str(out), 'model': dict(TINY), 'data': dict(DATA), 'steps': 2,
+           'batch_size': 4, 'lr': 1e-2, 'warmup_steps': 1, 'log_every': 1, 'eval_every': 100,
+           'save_every': 1, 'threads': 1}
+    raw.update(kw)
+    return TrainConfig.from_dict(raw)
+
+
+def fixed_batch_loss(model_dir, frames_file):
+    from spatial_llava_ros.model.loading import load_model
+    from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
+
+    loaded = load_model(model_dir, device='cpu')
+    frames = [f for f in torch.load(frames_file, weights_only=False)['frames'] if f.queries]
+    template = PromptTemplate.load()
+    packer = Packer(loaded.tokenizer, loaded.image_token_id,
+                    loaded.model.config.image_seq_length, loaded.processor.image_processor)
+    exs = [grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in f.queries[:4]],
+                             template) for f in frames]
+    with torch.no_grad():
+        loss, _ = answer_loss(loaded.model.eval(), packer.collate(exs))
+    return float(loss)
+
+
+@pytest.fixture(scope='module')
+def two_step_run(tmp_path_factory):
+    from spatial_llava_ros.training.trainer import train
+
+    out = tmp_path_factory.mktemp('run')
+    result = train(tiny_config(out), progress=False)
+    return out, result
+
+
+def test_two_steps_lower_the_loss_and_the_resolver_loads_the_result(two_step_run):
+    from spatial_llava_ros.model.resolver import Resolver
+
+    out, result = two_step_run
+    assert result.steps == 2
+    before = fixed_batch_loss(out / 'base', out / 'frames.pt')
+    after = fixed_batch_loss(result.final_dir, out / 'frames.pt')
+    assert after < before - 0.05, (before, after)
+    resolver = Resolver.from_pretrained(result.final_dir, device='cpu')
+    frame = next(f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+                 if f.queries)
+    res = resolver.score(frame.image, frame.mark_ids, frame.queries[0][0])
+    assert res.best_id in frame.mark_ids
+    assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    settings = json.loads((result.final_dir / 'som_settings.json').read_text())
+    assert settings['scene_width'] == 160 and settings['text_height_336'] == 30.0
+    log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
+    assert [e['step'] for e in log if 'loss' in e] == [1, 2]
+
+
+def test_packed_loss_equals_the_resolvers_log_likelihood(two_step_run):
+    from spatial_llava_ros.model.resolver import Resolver
+    from spatial_llava_ros.training.packing import Example, Packer, Segment, branch_logprobs
+
+    out, result = two_step_run
+    resolver = Resolver.from_pretrained(result.final_dir, device='cpu')
+    frame = next(f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+                 if len(f.queries) >= 2)
+    query = frame.queries[1][0]
+    res = resolver.score(frame.image, frame.mark_ids, query)
+    loaded = resolver.loaded
+    template = PromptTemplate.load()
+    packer = Packer(loaded.tokenizer, loaded.image_token_id,
+                    loaded.model.config.image_seq_length, loaded.processor.image_processor)
+    ex = Example(frame.image, template.frame_text(frame.mark_ids),
+                 [[Segment(template.query_text(query)),
+                   Segment(template.answer_text(m), target=True, eos=True)]
+                  for m in frame.mark_ids])
+    ours = branch_logprobs(loaded.model, packer, ex)
+    theirs = [res.log_likelihoods[m] for m in frame.mark_ids]
+    assert ours == pytest.approx(theirs, abs=1e-3)
+
+
+def test_resume_continues_from_the_last_checkpoint(two_step_run, tmp_path):
+    import shutil
+
+    from spatial_llava_ros.training.trainer import train
+
+    out, _ = two_step_run
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy)
+    result = train(tiny_config(copy, steps=3), progress=False)
+    meta = json.loads((copy / 'train_meta.json').read_text())
+    assert meta['resumed_from_step'] == 2 and result.steps == 3
+    assert sorted(p.name for p in copy.glob('checkpoint-*')) == ['checkpoint-2', 'checkpoint-3']
+
+
+def test_lora_run_exports_a_merged_checkpoint(tmp_path):
+    from spatial_llava_ros.model.loading import load_model
+    from spatial_llava_ros.training.trainer import train
+
+    result = train(tiny_config(tmp_path / 'lora', steps=1, lm='lora', vision='frozen',
+                               lora_r=4, data=dict(DATA, val_seeds='')), progress=False)
+    loaded = load_model(result.final_dir, device='cpu')
+    names = [n for n, _ in loaded.model.named_parameters()]
+    assert not any('lora' in n for n in names)
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(InputError, match='lm must be full, lora or frozen'):
+        tiny_config(tmp_path, lm='half')
+    with pytest.raises(InputError, match="unknown model keys \\['layers'\\]"):
+        TrainConfig.from_dict({'model': {'layers': 3}})
+    with pytest.raises(InputError, match='seeds are in both train and val'):
+        tiny_config(tmp_path, data=dict(DATA, val_seeds='7003:7005'))
+    assert parse_seeds('3:6') == [3, 4, 5] and parse_seeds('1,4') == [1, 4]
+    with pytest.raises(InputError, match='empty'):
+        parse_seeds('5:5')
