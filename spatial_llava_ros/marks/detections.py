@@ -96,7 +96,7 @@ def normalize_detections(detections, shape: tuple[int, int]) -> list[Detection]:
         else:
             raise InputError(f'detections array must be (N, 4) boxes or (N, H, W) masks, got '
                              f'{detections.shape}')
-    if not isinstance(detections, Sequence):
+    if isinstance(detections, (str, bytes)) or not isinstance(detections, Sequence):
         raise InputError(f'detections must be a list or array, got {type(detections).__name__}')
     return [_one(item, shape, i) for i, item in enumerate(detections)]
 
@@ -123,8 +123,9 @@ def refine_box(box: tuple[int, int, int, int], depth: np.ndarray,
     jump = jump_abs + jump_rel * z
     # depth-continuous region: no link across a neighbour jump
     ok = valid.copy()
-    gx = np.abs(np.diff(z, axis=1)) > jump[:, 1:]
-    gy = np.abs(np.diff(z, axis=0)) > jump[1:, :]
+    # only between two pixels with depth: a removed floor pixel is no depth edge
+    gx = (np.abs(np.diff(z, axis=1)) > jump[:, 1:]) & valid[:, 1:] & valid[:, :-1]
+    gy = (np.abs(np.diff(z, axis=0)) > jump[1:, :]) & valid[1:, :] & valid[:-1, :]
     far_x = np.diff(z, axis=1) > 0
     far_y = np.diff(z, axis=0) > 0
     ok[:, 1:] &= ~(gx & far_x)
@@ -181,7 +182,8 @@ class DetectionProposals:
         if has_depth and any(d.mask is None for d in detections):
             from spatial_llava_ros.marks.depth_segment import segment_depth
 
-            seg = segment_depth(frame.depth, frame.intrinsics, self.config.depth_params)
+            seg = segment_depth(frame.depth, frame.intrinsics, self.config.depth_params,
+                                frame.rgb)
             s = self.config.depth_params.stride
             h, w = frame.depth.shape
             background = np.repeat(np.repeat(seg.background, s, 0), s, 1)[:h, :w]
