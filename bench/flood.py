@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--burst', type=int, default=1000)
     parser.add_argument('--rate', type=float, default=50.0, help='sustained queries per second')
     parser.add_argument('--seconds', type=float, default=60.0, help='sustained phase length')
+    parser.add_argument('--overload-rate', type=float, default=400.0,
+                        help='a third phase above what the model can answer (0 = skip)')
+    parser.add_argument('--overload-seconds', type=float, default=20.0)
     parser.add_argument('--queue', type=int, default=8, help='bounded queue size')
     parser.add_argument('--fps', type=float, default=2.0, help='frames per second, sustained')
     parser.add_argument('--threads', type=int, default=1)
@@ -122,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         return [service.submit(QueryRequest(texts[i % len(texts)], NAVIGATE))
                 for i in range(args.burst)]
 
-    def sustained(service, replay):
-        tickets, n = [], int(args.rate * args.seconds)
+    def sustained(service, replay, rate=None, seconds=None):
+        rate, seconds = rate or args.rate, seconds or args.seconds
+        tickets, n = [], int(rate * seconds)
         t0 = time.monotonic()
         next_frame = t0
         for i in range(n):
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if now >= next_frame:
                 replay.publish_next()
                 next_frame += 1.0 / args.fps
-            delay = t0 + i / args.rate - time.monotonic()
+            delay = t0 + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             tickets.append(service.submit(QueryRequest(texts[i % len(texts)], NAVIGATE)))
@@ -139,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_phase(f'burst {args.burst}', burst)
     run_phase(f'sustained {args.rate:g}/s for {args.seconds:g} s', sustained)
+    if args.overload_rate > 0:
+        run_phase(f'overload {args.overload_rate:g}/s for {args.overload_seconds:g} s',
+                  lambda s, r: sustained(s, r, args.overload_rate, args.overload_seconds))
     result = {
         'queue_size': args.queue, 'drop_policy': 'drop the oldest waiting query, answered '
         'queue_full at once', 'phases': phases, 'rss_source': rss_source(),
