@@ -256,7 +256,8 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
             n_comp, comp, stats, _ = cv2.connectedComponentsWithStats(
                 (inlier_maps[i] & ~background).view(np.uint8), connectivity=8)
             for c in range(1, n_comp):
-                if stats[c, cv2.CC_STAT_AREA] < p.min_component_px:
+                if stats[c, cv2.CC_STAT_AREA] < max(p.min_component_px,
+                                                    p.wall_min_fraction * h * w):
                     continue
                 x, y, bw, bh = stats[c, :4]
                 sel = np.zeros((h, w), bool)
@@ -310,15 +311,19 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     lab = _drop_walls(lab, px, py, z, thr, up, p)
 
     # back to full resolution; drop pixels whose depth disagrees with their label's
+    n_out = int(lab.max())
     if s > 1:
-        up = np.repeat(np.repeat(lab, s, axis=0), s, axis=1)[:full_h, :full_w]
-        dup = np.repeat(np.repeat(d, s, axis=0), s, axis=1)[:full_h, :full_w]
+        # nearest-neighbour upsampling: full (y, x) takes grid (y // s, x // s), as sampled
+        lab16 = lab.astype(np.uint16) if n_out < 65535 else lab.astype(np.float32)
+        up = cv2.resize(lab16, (full_w, full_h), interpolation=cv2.INTER_NEAREST)
+        dup = cv2.resize(d, (full_w, full_h), interpolation=cv2.INTER_NEAREST)
         with np.errstate(invalid='ignore'):
             wrong = np.abs(depth - dup) >= p.jump_abs_m + p.jump_rel * dup  # NaN: no evidence
-        up = np.where(wrong, 0, up)
+        up[wrong] = 0
+        up = up.astype(np.int32)
     else:
-        up = lab
-    return DepthSegmentation(up.astype(np.int32), int(lab.max()), planes, background, notes)
+        up = lab.astype(np.int32)
+    return DepthSegmentation(up, n_out, planes, background, notes)
 
 
 def _plane_colored(inliers: np.ndarray, chroma: tuple, p: DepthSegmentParams) -> np.ndarray:
@@ -377,28 +382,34 @@ def _fill_dropouts(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def _regrow(lab: np.ndarray, fg: np.ndarray, z: np.ndarray, jump: np.ndarray,
             iterations: int) -> np.ndarray:
-    """Give pixels removed by cuts and opening back to a depth-continuous labelled neighbour."""
+    """Give pixels removed by cuts and opening back to a depth-continuous labelled neighbour.
+
+    Works on the indices of the free pixels only (a thin rim), not on whole images.
+    """
     h, w = lab.shape
+    flat_lab = lab.ravel()
+    flat_z = z.ravel()
+    flat_j = jump.ravel()
+    free = np.flatnonzero((fg & (lab == 0)).ravel())
     for _ in range(iterations):
-        free = fg & (lab == 0)
-        if not free.any():
+        if free.size == 0:
             break
-        best = np.zeros((h, w), np.int32)
-        best_dz = np.full((h, w), np.inf, np.float32)
-        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            nb = np.zeros_like(lab)
-            nz = np.full((h, w), np.inf, np.float32)
-            ys = slice(max(dy, 0), h + min(dy, 0))
-            yd = slice(max(-dy, 0), h + min(-dy, 0))
-            xs = slice(max(dx, 0), w + min(dx, 0))
-            xd = slice(max(-dx, 0), w + min(-dx, 0))
-            nb[yd, xd] = lab[ys, xs]
-            nz[yd, xd] = z[ys, xs]
-            gap = np.abs(nz - z)
-            take = free & (nb > 0) & (gap < jump) & (gap < best_dz)
-            best[take] = nb[take]
-            best_dz[take] = gap[take]
-        lab = np.where(best > 0, best, lab)
+        col = free % w
+        best = np.zeros(free.size, np.int32)
+        best_gap = np.full(free.size, np.inf, np.float32)
+        for step, ok in ((1, col < w - 1), (-1, col > 0), (w, free < (h - 1) * w),
+                         (-w, free >= w)):
+            nb = np.where(ok, free + step, free)
+            nl = flat_lab[nb]
+            gap = np.abs(flat_z[nb] - flat_z[free])
+            take = ok & (nl > 0) & (gap < flat_j[free]) & (gap < best_gap)
+            best[take] = nl[take]
+            best_gap[take] = gap[take]
+        got = best > 0
+        if not got.any():
+            break
+        flat_lab[free[got]] = best[got]  # after the sweep: one ring per iteration
+        free = free[~got]
     return lab
 
 
