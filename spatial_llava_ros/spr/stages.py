@@ -204,6 +204,8 @@ def summarize(out_dir: str | Path) -> dict:
             for k in ('semantic', 'localization', 'total', 'coverage', 'mean_iou')}
         out[name]['grounded_share'] = round(
             float(np.mean([i['score']['n_groundings'] > 0 for i in items])), 4)
+        out[name]['matched_share'] = round(
+            float(np.mean([i['score']['n_matched'] > 0 for i in items])), 4)
     return out
 
 
