@@ -219,7 +219,8 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
     rules = [
         '#JSGF V1.0;',
         'grammar command;',
-        'public <command> = <action> <target> | [<action>] <mark>;',
+        'public <command> = <action> <target>'
+        + (' | [<action>] <mark>;' if numbers else ';'),
         f'<action> = {_alt(actions)};',
         # ordinals only with "from the left/right", superlatives alone, else a relation:
         # each extra path is one more way to mishear (measured: "the closest bed from the
@@ -236,6 +237,6 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
         f'<coloured> = {_alt(pairs)};' if pairs else '',
         f'<ordinal> = {_alt(ordinals)};' if ordinals else '',
         f'<superlative> = {_alt(superlatives)};' if superlatives else '',
-        f'<mark> = mark [number] ({_alt(numbers)});' if numbers else '<mark> = <VOID>;',
+        f'<mark> = mark [number] ({_alt(numbers)});' if numbers else '',
     ]
     return CommandGrammar('\n'.join(r for r in rules if r) + '\n', vocab, _unique(dropped))

@@ -51,6 +51,12 @@ class PocketsphinxBackend(SpeechBackend):
 
     name = 'pocketsphinx'
 
+    # Where the utterance ends matters to a grammar search without fillers: a few tens of
+    # ms of trailing silence can stop every path short of the grammar's end (measured:
+    # "...from the left" came back "...from the" and was rejected; 50 ms less audio and
+    # it was complete). So the end is tried at these trims, first complete path wins.
+    END_TRIMS_MS = (0, 50, 100, 150)
+
     def __init__(self, model_dir: str | Path | None = None) -> None:
         from pocketsphinx import Decoder
 
@@ -109,14 +115,19 @@ class PocketsphinxBackend(SpeechBackend):
         if self.grammar is None:
             words, prob = _decode(self._decoders[0], pcm)
             return Recognition(' '.join(words), prob, words, {'posterior': prob})
-        for attempt, (decoder, fsg) in enumerate(zip(self._decoders, self._fsgs)):
-            words, prob = _decode(decoder, pcm)
+        text = ''
+        attempts = [(0, trim) for trim in self.END_TRIMS_MS] + [(1, 0)]
+        for which, trim in attempts:
+            cut = len(pcm) - 2 * int(trim * 16)  # 16 samples per ms, 2 bytes each
+            if cut < 2 * 16 * 200:  # leave at least 200 ms
+                continue
+            words, prob = _decode(self._decoders[which], pcm[:cut])
             text = ' '.join(words)
             # no path reached the grammar's end: pocketsphinx returns the best partial
             # path ("pick up" for "mark one"); that is not a command.
-            if words and fsg.accept(text):
-                return Recognition(text, prob, words, {'posterior': prob,
-                                                       'filler_fallback': attempt == 1})
+            if words and self._fsgs[which].accept(text):
+                return Recognition(text, prob, words, {'posterior': prob, 'end_trim_ms': trim,
+                                                       'filler_fallback': which == 1})
         return Recognition('', 0.0, [], {'posterior': 0.0, 'partial': text})
 
 
