@@ -96,3 +96,14 @@ def test_bringup_description_builds_under_ros():
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
     assert {'model_path', 'navigate', 'params_file'} <= names
+
+
+def test_replay_description_builds_under_ros():
+    pytest.importorskip('launch_ros', reason='needs ROS 2 launch_ros')
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('replay_launch', REPLAY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = {a.name for a in module.generate_launch_description().get_launch_arguments()}
+    assert {'bag', 'model_path', 'navigate', 'rate', 'loop'} <= names
