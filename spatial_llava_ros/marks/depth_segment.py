@@ -56,6 +56,7 @@ class DepthSegmentParams:
     chroma_min_brightness: float = 90.0  # r+g+b below this: chromaticity is too noisy
     plane_chroma: float = 0.025  # a floor/table pixel must match the plane's chromaticity...
     plane_brightness_log: float = 0.2  # ...and brightness (same normal, same shading)
+    seat_part_extent_m: float = 0.5  # same-colour parts this big rising from a seat join it
     open_bridges: bool = True
     min_component_px: int = 12  # at working resolution
     seed: int = 0
@@ -242,6 +243,10 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         dists.append(dist)
         pl.inliers = int(inl.sum())
     _classify(planes, p)
+    sample = pts[::max(1, pts.shape[0] // 3000)]
+    for pl in planes:
+        if pl.kind in ('wall', 'floor') and _has_points_behind(pl.normal, pl.offset, sample):
+            pl.kind = 'other'  # a box face or a sofa front, not the room's boundary
     if chroma is not None:
         for i, pl in enumerate(planes):
             if pl.kind in ('floor', 'table'):
@@ -307,8 +312,12 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         lab[small_cc[lab]] = 0
     lab = _regrow(lab, fg, z, jump, iterations=2)
     lab = _fill_dropouts(lab, valid)
+    if chroma is not None:
+        tables = [inlier_maps[i] for i, pl in enumerate(planes) if pl.kind == 'table']
+        if tables:
+            lab = _merge_seats(lab, tables, chroma, px, py, z, p)
     up = next((pl.normal for pl in planes if pl.kind == 'floor'), None)
-    lab = _drop_walls(lab, px, py, z, thr, up, p)
+    lab = _drop_walls(lab, px, py, z, thr, up, sample, p)
 
     # back to full resolution; drop pixels whose depth disagrees with their label's
     n_out = int(lab.max())
@@ -339,8 +348,90 @@ def _plane_colored(inliers: np.ndarray, chroma: tuple, p: DepthSegmentParams) ->
         (np.abs(np.log(tot / mt)) < p.plane_brightness_log)
 
 
+def _merge_seats(lab: np.ndarray, tables: list[np.ndarray], chroma: tuple, px: np.ndarray,
+                 py: np.ndarray, z: np.ndarray, p: DepthSegmentParams) -> np.ndarray:
+    """Undo the table-top cut where the "table" is the seat of a sofa or chair.
+
+    A part that rises from a horizontal surface, has the surface's own chromaticity and is
+    large (a sofa's back and arms) belongs to the same object; a mug, a book or a laptop
+    on a table is smaller than ``seat_part_extent_m`` or differs in colour, and stays apart.
+    """
+    n = int(lab.max()) + 1
+    if n <= 2:
+        return lab
+    flat = lab.ravel()
+    sizes = np.bincount(flat, minlength=n)
+    on_table = np.zeros(n, np.int64)
+    for inl in tables:
+        on_table += np.bincount(flat, weights=inl.ravel(), minlength=n).astype(np.int64)
+    is_top = (on_table > 0.6 * sizes) & (sizes > 0)
+    is_top[0] = False
+    if not is_top.any():
+        return lab
+    r, g, tot = chroma
+    bright = (tot.ravel() > p.chroma_min_brightness)
+    w_ok = np.where(bright, 1.0, 0.0)
+    cnt = np.bincount(flat, weights=w_ok, minlength=n)
+    mr = np.bincount(flat, weights=r.ravel() * w_ok, minlength=n) / np.maximum(cnt, 1)
+    mg = np.bincount(flat, weights=g.ravel() * w_ok, minlength=n) / np.maximum(cnt, 1)
+    pairs = set()
+    for shift in (1, 2):
+        for a, b in ((lab[:, :-shift], lab[:, shift:]), (lab[:-shift, :], lab[shift:, :])):
+            diff = (a != b) & (a > 0) & (b > 0)
+            pairs.update(zip(a[diff].tolist(), b[diff].tolist()))
+    parent = np.arange(n)
+    slices = find_objects(lab)
+    extent_cache: dict[int, float] = {}
+
+    def extent(k: int) -> float:
+        if k not in extent_cache:
+            sl = slices[k - 1]
+            sel = lab[sl] == k
+            step = max(1, int(sizes[k]) // 300)
+            extent_cache[k] = _extent(px[sl][sel][::step], py[sl][sel][::step],
+                                      z[sl][sel][::step])
+        return extent_cache[k]
+
+    for a, b in pairs:
+        top, part = (a, b) if is_top[a] and not is_top[b] else \
+            (b, a) if is_top[b] and not is_top[a] else (0, 0)
+        if not top or cnt[top] < 10 or cnt[part] < 10:
+            continue
+        if abs(mr[top] - mr[part]) + abs(mg[top] - mg[part]) > p.plane_chroma:
+            continue
+        if extent(part) < p.seat_part_extent_m:
+            continue
+        ra, rb = parent[top], parent[part]
+        while parent[ra] != ra:
+            ra = parent[ra]
+        while parent[rb] != rb:
+            rb = parent[rb]
+        parent[rb] = ra
+    if (parent == np.arange(n)).all():
+        return lab
+    for i in range(n):
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        parent[i] = root
+    return parent[lab].astype(lab.dtype)
+
+
+def _has_points_behind(normal: np.ndarray, offset: float, sample: np.ndarray,
+                       margin: float = 0.1, share: float = 0.01) -> bool:
+    """Whether more than ``share`` of the scene lies beyond the plane, seen from the camera.
+
+    A room is convex: nothing is behind a wall or under the floor. Something behind a
+    vertical plane makes it the face of an object (a cabinet front, a sofa's back).
+    """
+    side = 1.0 if offset >= 0 else -1.0  # orient the normal towards the camera (origin)
+    dist = side * (sample @ normal + offset)
+    return bool(np.mean(dist < -margin) > share)
+
+
 def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
-                thr: np.ndarray, up: np.ndarray | None, p: DepthSegmentParams) -> np.ndarray:
+                thr: np.ndarray, up: np.ndarray | None, sample: np.ndarray,
+                p: DepthSegmentParams) -> np.ndarray:
     """Remove components that are one large vertical plane: walls RANSAC did not pick
     (a side wall seen at the image edge has too few points to be a dominant plane)."""
     sizes = np.bincount(lab.ravel())
@@ -358,7 +449,8 @@ def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
             continue
         if up is not None and abs(float(normal @ up)) > np.sin(np.radians(p.vertical_deg)):
             continue
-        if _extent(pts[:, 0], pts[:, 1], pts[:, 2]) >= p.wall_extent_m:
+        if _extent(pts[:, 0], pts[:, 1], pts[:, 2]) >= p.wall_extent_m and \
+                not _has_points_behind(normal, offset, sample):
             lab[sl][sel] = 0
     return lab
 
