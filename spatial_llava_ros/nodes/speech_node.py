@@ -43,7 +43,7 @@ from spatial_llava_ros.speech.ros_bridge import (
     transcript_json,
     vocabulary_from_marks,
 )
-from spatial_llava_ros.speech.vad import UtteranceSegmenter
+from spatial_llava_ros.speech.vad import SileroVad, UtteranceSegmenter
 
 try:  # audio_common (ros-<distro>-audio-common-msgs) is optional
     from audio_common_msgs.msg import AudioData
@@ -89,7 +89,9 @@ class SpeechNode(Node):
         self._recognizer = SpeechRecognizer(param(self, 'backend'),
                                             param(self, 'model_dir') or None,
                                             min_confidence=None if min_conf < 0 else min_conf)
-        self._segmenter = UtteranceSegmenter(self._recognizer.vad,
+        # its own VAD: the recogniser resets its VAD for every utterance it decodes, which
+        # must not wipe the stream state the segmenter carries between audio messages
+        self._segmenter = UtteranceSegmenter(SileroVad(),
                                              max_utterance_s=param(self, 'max_utterance_s'))
         self._query_pub = self.create_publisher(SpatialQuery, param(self, 'query_topic'),
                                                 COMMAND_QOS)
