@@ -103,3 +103,24 @@ def test_long_speech_is_cut_at_max_utterance(vad, spoken, tmp_path):
     assert len(found) >= 2 and all(len(u) <= 2.2 * SAMPLE_RATE for _, u in found)
     write_wav(tmp_path / 'x.wav', long)
     assert read_wav(tmp_path / 'x.wav')[1] == SAMPLE_RATE
+
+
+def test_stream_transcriber_hears_each_command_once(spoken):
+    pytest.importorskip('pocketsphinx')
+    from spatial_llava_ros.speech.grammar import SceneVocabulary
+    from spatial_llava_ros.speech.recognizer import SpeechRecognizer
+    from spatial_llava_ros.speech.stream import StreamTranscriber
+
+    vocab = SceneVocabulary.from_objects([('red', 'chair'), ('brown', 'table')], [1, 2])
+    stream = StreamTranscriber(SpeechRecognizer(vocabulary=vocab))
+    rng = np.random.default_rng(1)
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    noise = rng.normal(0, 0.05, SAMPLE_RATE).astype(np.float32)
+    audio = np.concatenate([gap, spoken, gap, noise, gap, spoken, gap])
+    heard = []
+    for i in range(0, len(audio), 1600):
+        heard += stream.feed(audio[i:i + 1600])
+    heard += stream.flush()
+    assert [t.text for t in heard if t.heard] == ['go to the chair left of the table'] * 2
+    second = (4 * SAMPLE_RATE + len(spoken)) / SAMPLE_RATE
+    assert abs(heard[-1].start_s - second) < 0.3

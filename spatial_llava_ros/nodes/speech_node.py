@@ -25,7 +25,6 @@ from __future__ import annotations
 import queue
 import threading
 
-import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Int16MultiArray, String, UInt8MultiArray
 
@@ -43,7 +42,7 @@ from spatial_llava_ros.speech.ros_bridge import (
     transcript_json,
     vocabulary_from_marks,
 )
-from spatial_llava_ros.speech.vad import SileroVad, UtteranceSegmenter
+from spatial_llava_ros.speech.stream import StreamTranscriber
 
 try:  # audio_common (ros-<distro>-audio-common-msgs) is optional
     from audio_common_msgs.msg import AudioData
@@ -89,10 +88,8 @@ class SpeechNode(Node):
         self._recognizer = SpeechRecognizer(param(self, 'backend'),
                                             param(self, 'model_dir') or None,
                                             min_confidence=None if min_conf < 0 else min_conf)
-        # its own VAD: the recogniser resets its VAD for every utterance it decodes, which
-        # must not wipe the stream state the segmenter carries between audio messages
-        self._segmenter = UtteranceSegmenter(SileroVad(),
-                                             max_utterance_s=param(self, 'max_utterance_s'))
+        self._stream = StreamTranscriber(self._recognizer,
+                                         max_utterance_s=param(self, 'max_utterance_s'))
         self._query_pub = self.create_publisher(SpatialQuery, param(self, 'query_topic'),
                                                 COMMAND_QOS)
         self._text_pub = self.create_publisher(String, param(self, 'transcript_topic'),
@@ -151,8 +148,8 @@ class SpeechNode(Node):
                     self._recognizer.set_vocabulary(vocabulary_from_marks(item[0], item[1],
                                                                           cats))
                     continue
-                for _start, utterance in self._segmenter.feed(item):
-                    self._publish(self._recognizer.transcribe(np.asarray(utterance)))
+                for transcript in self._stream.feed(item):
+                    self._publish(transcript)
             except SpatialLlavaError as exc:
                 self.get_logger().error(f'speech: {exc}')
 
