@@ -166,8 +166,18 @@ def test_oom_on_a_batch_splits_it_and_keeps_the_scores(resolver, scene):
     resolver.forget_frames()
     reference = resolver.score_batch(marked.image, record.mark_ids, queries)
     resolver.forget_frames()
-    one = resolver.prefix_ids(resolver.template.frame_text(record.mark_ids))
-    single_len = len(one) + 40  # prefix + one query's tree is far below prefix + 8 queries
+    from spatial_llava_ros.model.tree import build_tree
+
+    frame_text = resolver.template.frame_text(record.mark_ids)
+    ctx = (resolver._ids(frame_text), frame_text)
+    answers = [resolver.answer_ids(m) for m in record.mark_ids]
+
+    def tokens(qs):  # what score_batch feeds the model for these queries on a new frame
+        tree = build_tree([resolver.query_ids(ctx, q) for q in qs], answers)
+        return len(resolver.prefix_ids(frame_text)) + int(tree.ids.numel())
+
+    single_len = max(tokens([q]) for q in queries)  # OOM above one query's worth
+    assert tokens(queries[:2]) > single_len
     wrapped = OomFallbackResolver(resolver)
     with OomWhen(resolver, lambda n: n > single_len) as oom, \
             pytest.warns(OomFallbackWarning, match='retrying as batches of 4 and 4'):

@@ -66,6 +66,7 @@ def scene():
     frame = generate_scene(3, 160, 120).frame
     marked = mark_frame(frame.rgb, frame.depth, frame.intrinsics, stamp_ns=frame.stamp_ns)
     assert marked.marks, 'the scene must give marks for the pipeline to reach the model'
+    assert all(m.centroid is not None for m in marked.marks), 'every mark needs depth here'
     tf = TransformTable()
     tf.add('map', 'camera_optical', frame.camera_pose)
     record = FrameRecord.from_marked_frame(marked, 'camera_optical')
