@@ -243,6 +243,7 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         dists.append(dist)
         pl.inliers = int(inl.sum())
     _classify(planes, p)
+    foreign: dict[int, np.ndarray] = {}  # per plane: pixels of another chromaticity
     sample = pts[::max(1, pts.shape[0] // 3000)]
     for pl in planes:
         if pl.kind in ('wall', 'floor') and _has_points_behind(pl.normal, pl.offset, sample):
@@ -250,7 +251,9 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     if chroma is not None:
         for i, pl in enumerate(planes):
             if pl.kind in ('floor', 'table'):
-                inlier_maps[i] &= _plane_colored(inlier_maps[i], chroma, p)
+                same_chroma, same_bright = _plane_colored(inlier_maps[i], chroma, p)
+                inlier_maps[i] &= same_chroma & same_bright
+                foreign[i] = ~same_chroma
     background = np.zeros((h, w), bool)
     for i, pl in enumerate(planes):
         if pl.kind == 'floor':
@@ -295,7 +298,11 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         if pl.kind != 'table':
             continue
         on = inlier_maps[i]
-        off = valid & ~on & (dists[i] > -thr)  # on or above the plane but not of it
+        # above the plane, or lying on it in another colour (a book); not the table's own
+        # edge faces, which are in the plane's band but only differ in shading
+        off = valid & ~on & (dists[i] > thr)
+        if i in foreign:
+            off |= valid & ~on & (np.abs(dists[i]) <= thr) & foreign[i]
         edge = np.zeros((h, w), bool)
         edge[:, :-1] |= on[:, :-1] & off[:, 1:]
         edge[:, 1:] |= on[:, 1:] & off[:, :-1]
@@ -311,6 +318,7 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     if small_cc.any():
         lab[small_cc[lab]] = 0
     lab = _regrow(lab, fg, z, jump, iterations=2)
+    lab = _attach_thin_parts(lab, fg, z, jump, p.min_component_px)
     lab = _fill_dropouts(lab, valid)
     if chroma is not None:
         tables = [inlier_maps[i] for i, pl in enumerate(planes) if pl.kind == 'table']
@@ -335,16 +343,18 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     return DepthSegmentation(up, n_out, planes, background, notes)
 
 
-def _plane_colored(inliers: np.ndarray, chroma: tuple, p: DepthSegmentParams) -> np.ndarray:
-    """Pixels whose colour matches the plane's own (median of its inliers)."""
+def _plane_colored(inliers: np.ndarray, chroma: tuple,
+                   p: DepthSegmentParams) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels whose chromaticity, and whose brightness, match the plane's own (median of
+    its inliers)."""
     r, g, tot = chroma
     sel = np.flatnonzero(inliers)
     if sel.size == 0:
-        return inliers
+        return inliers, inliers
     if sel.size > 4000:
         sel = sel[:: sel.size // 4000]
     mr, mg, mt = (float(np.median(a.ravel()[sel])) for a in (r, g, tot))
-    return (np.abs(r - mr) + np.abs(g - mg) < p.plane_chroma) & \
+    return (np.abs(r - mr) + np.abs(g - mg) < p.plane_chroma), \
         (np.abs(np.log(tot / mt)) < p.plane_brightness_log)
 
 
@@ -470,6 +480,43 @@ def _fill_dropouts(lab: np.ndarray, valid: np.ndarray) -> np.ndarray:
     core[vert] = up_[vert]
     core[horz] = left[horz]
     return out
+
+
+def _attach_thin_parts(lab: np.ndarray, fg: np.ndarray, z: np.ndarray, jump: np.ndarray,
+                       min_px: int) -> np.ndarray:
+    """Thin parts removed by the opening (table and chair legs, a lamp's pole) rejoin the
+    component they touch without a depth step; unattached ones become their own label."""
+    rest = fg & (lab == 0)
+    if not rest.any():
+        return lab
+    n_rest, comp = cv2.connectedComponents(rest.view(np.uint8), connectivity=4)
+    if n_rest <= 1:
+        return lab
+    h, w = lab.shape
+    idx = np.flatnonzero(rest.ravel())
+    col = idx % w
+    flat_lab, flat_z, flat_c, flat_j = lab.ravel(), z.ravel(), comp.ravel(), jump.ravel()
+    src, dst = [], []
+    for step, ok in ((1, col < w - 1), (-1, col > 0), (w, idx < (h - 1) * w), (-w, idx >= w)):
+        nb = np.where(ok, idx + step, idx)
+        link = ok & (flat_lab[nb] > 0) & (np.abs(flat_z[nb] - flat_z[idx]) < flat_j[idx])
+        src.append(flat_c[idx[link]])
+        dst.append(flat_lab[nb[link]])
+    src_a, dst_a = np.concatenate(src), np.concatenate(dst)
+    target = np.zeros(n_rest, np.int64)
+    if src_a.size:
+        # the label each leftover part touches most
+        key = src_a.astype(np.int64) * (int(lab.max()) + 1) + dst_a
+        keys, counts = np.unique(key, return_counts=True)
+        order = np.argsort(counts, kind='stable')
+        target[keys[order] // (int(lab.max()) + 1)] = keys[order] % (int(lab.max()) + 1)
+    sizes = np.bincount(comp.ravel(), minlength=n_rest)
+    new = (target == 0) & (sizes >= min_px)
+    new[0] = False
+    target[new] = int(lab.max()) + 1 + np.arange(int(new.sum()))
+    target[0] = 0
+    out = np.where(rest, target[comp], lab)
+    return out.astype(lab.dtype)
 
 
 def _regrow(lab: np.ndarray, fg: np.ndarray, z: np.ndarray, jump: np.ndarray,
