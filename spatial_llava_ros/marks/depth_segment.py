@@ -454,7 +454,12 @@ def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
                        axis=1).astype(np.float64)
         t = thr[sl][sel][::step]
         normal, offset = _refit(pts)
-        planar = np.mean(np.abs(pts @ normal + offset) < t) >= 0.9
+        for _ in range(2):  # least squares is pulled by a few off-plane points: refit on inliers
+            inl = np.abs(pts @ normal + offset) < 3 * t
+            if inl.sum() < 3:
+                break
+            normal, offset = _refit(pts[inl])
+        planar = np.mean(np.abs(pts @ normal + offset) < t) >= 0.85
         if not planar:
             continue
         if up is not None and abs(float(normal @ up)) > np.sin(np.radians(p.vertical_deg)):
