@@ -134,3 +134,16 @@ def test_wer():
     assert wer(['a b c', 'd'], ['a b c', '']) == 0.25
     with pytest.raises(ValueError):
         wer(['a'], [])
+
+
+def test_landmarks_must_pick_out_one_object(backend):
+    objects = [('grey', 'vase'), ('red', 'vase'), ('blue', 'box'), ('green', 'lamp')]
+    backend.set_vocabulary(SceneVocabulary.from_objects(objects, [1, 2, 3, 4]))
+    assert accepts(backend, 'find the lamp behind the grey vase')
+    assert accepts(backend, 'find the vase left of the box')
+    assert not accepts(backend, 'find the lamp behind the vase')  # which vase?
+    assert not accepts(backend, 'find the vase left of the blue vase')  # no blue vase
+    assert accepts(backend, 'find the box between the red vase and the lamp')
+    backend.set_vocabulary(SceneVocabulary.from_objects([('red', 'mug'), ('red', 'mug')]))
+    assert accepts(backend, 'find the first mug from the left')
+    assert not accepts(backend, 'find the mug left of the red mug')  # nothing is unique

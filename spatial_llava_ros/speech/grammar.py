@@ -79,6 +79,10 @@ class SceneVocabulary:
     # for pairs that exist ("the white mug" cannot be said when the only mug is black);
     # empty = any colour with any category (no scene known)
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    # phrases that pick out exactly one object in view, the only ones a landmark can be
+    # ("left of the vase" needs a single vase, else "left of the grey vase"); None = no
+    # scene known, any noun phrase
+    landmarks: list[str] | None = None
     superlatives: list[str] = field(default_factory=lambda: list(SUPERLATIVES))
 
     @classmethod
@@ -103,11 +107,15 @@ class SceneVocabulary:
         for _, k in pairs:
             counts[k] = counts.get(k, 0) + 1
         n_ord = max(2, min(len(ORDINALS), max(counts.values(), default=1)))
+        landmarks = [k for k in _unique(k for _, k in pairs) if k and counts[k] == 1]
+        landmarks += [f'{c} {k}' for c, k in _unique(pairs)
+                      if c and k and counts[k] > 1 and pairs.count((c, k)) == 1]
         return cls(categories=_unique(k for _, k in pairs if k),
                    colours=_unique(c for c, _ in pairs if c),
                    mark_ids=sorted({int(m) for m in mark_ids if 0 <= int(m) <= MAX_MARK}),
                    ordinals=list(ORDINALS[:n_ord]),
-                   pairs=_unique((c, k) for c, k in pairs if c and k))
+                   pairs=_unique((c, k) for c, k in pairs if c and k),
+                   landmarks=landmarks)
 
     def words(self) -> set[str]:
         """Every word the grammar may emit (for the pronunciation check)."""
@@ -124,7 +132,7 @@ class SceneVocabulary:
     def to_dict(self) -> dict:
         return {'categories': list(self.categories), 'colours': list(self.colours),
                 'mark_ids': list(self.mark_ids), 'ordinals': list(self.ordinals),
-                'pairs': [list(p) for p in self.pairs]}
+                'pairs': [list(p) for p in self.pairs], 'landmarks': self.landmarks}
 
 
 def default_vocabulary() -> SceneVocabulary:
@@ -216,6 +224,13 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
     else:
         simple = '<simple> = the <noun>;'
         coloured_ord = coloured_sup = '<noun>'
+    if vocab.landmarks is None:
+        landmark = '<landmark> = <simple>;'
+    else:
+        named = keep(vocab.landmarks)
+        landmark = f'<landmark> = the ({_alt(named)});' if named else ''
+    relation = ('<relation> = between <landmark> and <landmark>'
+                + (' | <binary> <landmark>' if relations else '') + ';') if landmark else ''
     rules = [
         '#JSGF V1.0;',
         'grammar command;',
@@ -225,12 +240,13 @@ def build_jsgf(vocab: SceneVocabulary, known_words: set[str] | None = None) -> C
         # ordinals only with "from the left/right", superlatives alone, else a relation:
         # each extra path is one more way to mishear (measured: "the closest bed from the
         # left" for "the first bed from the left" when any modifier could take any tail)
-        '<target> = <simple> [<relation>]'
+        '<target> = <simple>' + (' [<relation>]' if relation else '')
         + (f' | the <ordinal> {coloured_ord} from the (left | right)' if ordinals else '')
         + (f' | the <superlative> {coloured_sup}' if superlatives else '') + ';',
         simple,
-        '<relation> = between <simple> and <simple>'
-        + (' | <binary> <simple>' if relations else '') + ';',
+        # landmarks: only what picks out one object (as the generator and people name them)
+        relation,
+        landmark,
         f'<binary> = {_alt(relations)};' if relations else '',
         f'<noun> = {_alt(categories)};',
         f'<colour> = {_alt(colours)};' if colours and not pairs else '',
