@@ -25,7 +25,6 @@ import threading
 
 import numpy as np
 import pytest
-from rosbags.highlevel import AnyReaderError
 from test_flood_core import Recorder
 from test_property_pipeline import resolver, scene  # noqa: F401 - shared fixtures (pytest finds them here)
 
@@ -346,14 +345,8 @@ def truncated_bag(tmp_path_factory):
     return bad
 
 
-_BAG_XFAIL = pytest.mark.xfail(strict=True, raises=AnyReaderError, reason=(
-    "scene.bag.read_bag lets rosbags' AnyReaderError ('File end magic is invalid.') escape "
-    'on a truncated MCAP, so `spatial-llava replay --bag truncated.mcap` ends in a traceback '
-    'instead of the one-line error and exit 2; read_bag should raise InputError naming the '
-    'file'))
 
 
-@_BAG_XFAIL
 def test_truncated_bag_is_input_error(truncated_bag):
     from spatial_llava_ros.errors import InputError
     from spatial_llava_ros.scene.bag import read_bag
@@ -362,7 +355,6 @@ def test_truncated_bag_is_input_error(truncated_bag):
         list(read_bag(truncated_bag))
 
 
-@_BAG_XFAIL
 def test_replay_cli_on_truncated_bag_exits_2(truncated_bag, capsys):
     from spatial_llava_ros.cli import main
 

@@ -11,6 +11,10 @@ import numpy as np
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.scene.types import CameraIntrinsics
 
+# Below one pixel the pinhole field of view exceeds ~179 degrees: no real camera_info has it,
+# and back-projection would produce points far beyond float range (1e-100 -> 1e100 m).
+MIN_FOCAL_PX = 1.0
+
 
 def validate_intrinsics(intrinsics: CameraIntrinsics) -> None:
     """Reject intrinsics that would divide by zero or describe an empty image."""
@@ -18,8 +22,9 @@ def validate_intrinsics(intrinsics: CameraIntrinsics) -> None:
     if not all(np.isfinite(v) for v in values):
         raise InputError(f'intrinsics must be finite: fx={intrinsics.fx} fy={intrinsics.fy} '
                          f'cx={intrinsics.cx} cy={intrinsics.cy}')
-    if intrinsics.fx <= 0 or intrinsics.fy <= 0:
-        raise InputError(f'focal lengths must be > 0: fx={intrinsics.fx} fy={intrinsics.fy}')
+    if intrinsics.fx < MIN_FOCAL_PX or intrinsics.fy < MIN_FOCAL_PX:
+        raise InputError(f'focal lengths must be >= {MIN_FOCAL_PX} pixel (pinhole camera): '
+                         f'fx={intrinsics.fx} fy={intrinsics.fy}')
     if intrinsics.width <= 0 or intrinsics.height <= 0:
         raise InputError(f'image size must be > 0: {intrinsics.width}x{intrinsics.height}')
 

@@ -299,7 +299,7 @@ def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
     Reads MCAP files, rosbag2 folders and ROS 1 .bag files (via rosbags' AnyReader).
     Colour frames with no depth within the skew are skipped.
     """
-    from rosbags.highlevel import AnyReader
+    from rosbags.highlevel import AnyReader, AnyReaderError
 
     path = Path(path)
     if not path.exists():
@@ -345,38 +345,41 @@ def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
             while len(depths) > 1 and depths[0][0] < horizon:
                 depths.popleft()
 
-    with AnyReader([path], default_typestore=_typestore('humble')) as reader:
-        topics = {c.topic for c in reader.connections}
-        missing = [t for t in (color_topic, depth_topic, info_topic) if t not in topics]
-        if missing:
-            raise InputError(f'{path}: missing topic(s) {", ".join(missing)}; has '
-                             f'{", ".join(sorted(topics))}')
-        wanted = [c for c in reader.connections
-                  if c.topic in (color_topic, depth_topic, info_topic, '/tf', '/tf_static')]
-        for conn, _, raw in reader.messages(connections=wanted):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.topic in ('/tf', '/tf_static'):
-                for tr in msg.transforms:
-                    t = np.eye(4)
-                    r = tr.transform.rotation
-                    t[:3, :3] = matrix_from_quaternion(r.x, r.y, r.z, r.w)
-                    v = tr.transform.translation
-                    t[:3, 3] = (v.x, v.y, v.z)
-                    key = (tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'))
-                    if conn.topic == '/tf_static':
-                        static[key] = t
-                    else:
-                        stamps, mats = dynamic.setdefault(key, ([], []))
-                        i = bisect.bisect_right(stamps, _stamp(tr.header))
-                        stamps.insert(i, _stamp(tr.header))
-                        mats.insert(i, t)
-                continue
-            item = (_stamp(msg.header), msg)
-            if conn.topic == color_topic:
-                pending.append(item)
-            elif conn.topic == depth_topic:
-                depths.append(item)
-            else:
-                infos.append(item)
-            yield from ready(final=False)
-        yield from ready(final=True)
+    try:
+        with AnyReader([path], default_typestore=_typestore('humble')) as reader:
+            topics = {c.topic for c in reader.connections}
+            missing = [t for t in (color_topic, depth_topic, info_topic) if t not in topics]
+            if missing:
+                raise InputError(f'{path}: missing topic(s) {", ".join(missing)}; has '
+                                 f'{", ".join(sorted(topics))}')
+            wanted = [c for c in reader.connections
+                      if c.topic in (color_topic, depth_topic, info_topic, '/tf', '/tf_static')]
+            for conn, _, raw in reader.messages(connections=wanted):
+                msg = reader.deserialize(raw, conn.msgtype)
+                if conn.topic in ('/tf', '/tf_static'):
+                    for tr in msg.transforms:
+                        t = np.eye(4)
+                        r = tr.transform.rotation
+                        t[:3, :3] = matrix_from_quaternion(r.x, r.y, r.z, r.w)
+                        v = tr.transform.translation
+                        t[:3, 3] = (v.x, v.y, v.z)
+                        key = (tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'))
+                        if conn.topic == '/tf_static':
+                            static[key] = t
+                        else:
+                            stamps, mats = dynamic.setdefault(key, ([], []))
+                            i = bisect.bisect_right(stamps, _stamp(tr.header))
+                            stamps.insert(i, _stamp(tr.header))
+                            mats.insert(i, t)
+                    continue
+                item = (_stamp(msg.header), msg)
+                if conn.topic == color_topic:
+                    pending.append(item)
+                elif conn.topic == depth_topic:
+                    depths.append(item)
+                else:
+                    infos.append(item)
+                yield from ready(final=False)
+            yield from ready(final=True)
+    except AnyReaderError as exc:  # truncated or corrupt file: one line, not a traceback
+        raise InputError(f'{path}: cannot read the bag ({exc})') from exc
