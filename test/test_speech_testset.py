@@ -61,3 +61,22 @@ def test_commands_are_in_their_scene_grammar(tmp_path):
         backend.set_vocabulary(u.vocabulary())
         assert backend._fsgs[0].accept(u.text), u.text
         assert parse_command(u.text).text
+
+
+def test_evaluation_reports_both_decodings(tmp_path):
+    pytest.importorskip('pocketsphinx')
+    from spatial_llava_ros.speech.evaluate import aggregate, evaluate, markdown
+
+    make_testset(tmp_path, 3, seed=2, n_negatives=2)
+    result = evaluate(tmp_path)
+    for mode in ('free', 'scene_aware'):
+        s = result['modes'][mode]
+        assert 0.0 <= s['exact'] <= s['exact_ungated'] <= 1.0
+        assert s['wer'] >= s['wer_ungated'] >= 0.0
+        assert s['silence_noise'] == 2 and s['silence_noise_accepted'] == 0
+        assert len(result['rows'][mode]) == 5
+    assert result['n_commands'] == 3 and result['noisy_commands'] == 1
+    table = markdown(result)
+    assert '| free (general LM) |' in table and '| scene-aware (grammar) |' in table
+    pooled = aggregate([result, result], 'scene_aware')
+    assert pooled['n_commands'] == 6 and pooled['wer'] == result['modes']['scene_aware']['wer']

@@ -111,6 +111,15 @@ def _summary(rows: list[dict], threshold: float) -> dict:
     }
 
 
+def aggregate(results: list[dict], mode: str) -> dict:
+    """Pool the per-clip rows of several test sets (corpus WER, exact rate, counts)."""
+    rows = [r for res in results for r in res['rows'].get(mode, [])]
+    threshold = results[0]['modes'][mode]['confidence_threshold']
+    out = _summary(rows, threshold)
+    out['n_commands'] = sum(r['kind'] == 'command' for r in rows)
+    return out
+
+
 def markdown(result: dict) -> str:
     """The README table."""
     m = result['modes']
