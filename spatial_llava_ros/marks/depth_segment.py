@@ -45,7 +45,7 @@ class DepthSegmentParams:
     plane_threshold_m: float = 0.015  # inlier distance at 1 m...
     plane_threshold_per_m: float = 0.01  # ...growing with depth (sensor noise)
     gravity_deg: float = 50.0  # the floor's normal is within this of the camera's -y
-    horizontal_deg: float = 15.0  # normal within this of "up" = horizontal plane
+    horizontal_deg: float = 8.0  # normal within this of "up" = horizontal plane
     vertical_deg: float = 15.0  # normal within this of horizontal = vertical plane
     wall_extent_m: float = 1.6  # a vertical plane patch at least this long is a wall
     wall_min_fraction: float = 0.005  # components this big (of the image) may be walls
@@ -147,7 +147,8 @@ def _extent(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def _classify(planes: list[Plane], p: DepthSegmentParams) -> None:
+def _classify(planes: list[Plane], p: DepthSegmentParams,
+              sample: np.ndarray | None = None) -> None:
     """Label planes floor / table / wall / other.
 
     "Up" is the normal of the biggest plane that roughly faces the camera's -y (the
@@ -169,6 +170,10 @@ def _classify(planes: list[Plane], p: DepthSegmentParams) -> None:
                 horizontal.append(pl)
         elif abs(c) <= sin_v:
             pl.kind = 'wall'
+    # the floor is the lowest horizontal plane with nothing under it (a RANSAC plane that
+    # cuts obliquely through the scene has points on both sides)
+    horizontal = [pl for pl in horizontal if sample is None
+                  or not _has_points_behind(pl.normal, pl.offset, sample)]
     if horizontal:
         max(horizontal, key=lambda pl: pl.offset).kind = 'floor'
 
@@ -242,18 +247,21 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         inlier_maps.append(inl)
         dists.append(dist)
         pl.inliers = int(inl.sum())
-    _classify(planes, p)
-    foreign: dict[int, np.ndarray] = {}  # per plane: pixels of another chromaticity
     sample = pts[::max(1, pts.shape[0] // 3000)]
+    _classify(planes, p, sample)
+    foreign: dict[int, np.ndarray] = {}  # per plane: pixels of another chromaticity
     for pl in planes:
-        if pl.kind in ('wall', 'floor') and _has_points_behind(pl.normal, pl.offset, sample):
+        if pl.kind == 'wall' and _has_points_behind(pl.normal, pl.offset, sample):
             pl.kind = 'other'  # a box face or a sofa front, not the room's boundary
     if chroma is not None:
         for i, pl in enumerate(planes):
             if pl.kind in ('floor', 'table'):
                 same_chroma, same_bright = _plane_colored(inlier_maps[i], chroma, p)
                 inlier_maps[i] &= same_chroma & same_bright
-                foreign[i] = ~same_chroma
+                # another colour inside the plane's band: something lying on it (a book, a
+                # laptop), unless it is only darker or brighter *below* the top surface,
+                # where the table's own edge faces are (same albedo, other shading)
+                foreign[i] = ~same_chroma | (~same_bright & (dists[i] > 0.25 * thr))
     background = np.zeros((h, w), bool)
     for i, pl in enumerate(planes):
         if pl.kind == 'floor':
