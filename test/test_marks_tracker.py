@@ -60,7 +60,7 @@ def test_time_going_backwards_resets():
 
 
 def test_engine_ids_are_stable_along_a_trajectory():
-    traj = render_trajectory(4, n_frames=12, width=160, height=120)
+    traj = render_trajectory(4, n_frames=6, width=160, height=120)
     engine = MarkEngine(MarkerConfig(min_area=30))
     prev, kept, pairs = {}, 0, 0
     for f in traj.frames:
@@ -84,3 +84,16 @@ def test_engine_ids_are_stable_along_a_trajectory():
     engine.reset()
     f = traj.frames[0]
     assert engine.process(f.rgb, f.depth, f.intrinsics).mark_ids[:1] == [1]
+
+
+def test_camera_pan_larger_than_a_small_object_keeps_its_id():
+    tr = MarkTracker(reuse_timeout_s=2.0)
+    big0, small0 = _square(20, 20, 60), _square(110, 80, 10)
+    assert _assign(tr, [big0, small0], 1) == [1, 2]
+    # everything moves 16 px right: the small square no longer overlaps its old place
+    big1, small1 = _square(36, 20, 60), _square(126, 80, 10)
+    assert _assign(tr, [small1, big1], 1.1) == [2, 1]
+    # without the big object to show the pan, the small one would be new
+    lone = MarkTracker(reuse_timeout_s=2.0)
+    _assign(lone, [small0], 1)
+    assert _assign(lone, [small1], 1.1) == [2]

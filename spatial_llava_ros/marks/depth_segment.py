@@ -444,7 +444,8 @@ def _has_points_behind(normal: np.ndarray, offset: float, sample: np.ndarray,
     """
     side = 1.0 if offset >= 0 else -1.0  # orient the normal towards the camera (origin)
     dist = side * (sample @ normal + offset)
-    return bool(np.mean(dist < -margin) > share)
+    # the margin grows with depth: a degree of tilt in a far wall's fit moves it decimetres
+    return bool(np.mean(dist < -(margin + 0.03 * sample[:, 2])) > share)
 
 
 def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
@@ -472,7 +473,10 @@ def _drop_walls(lab: np.ndarray, px: np.ndarray, py: np.ndarray, z: np.ndarray,
             continue
         if up is not None and abs(float(normal @ up)) > np.sin(np.radians(p.vertical_deg)):
             continue
-        if _extent(pts[:, 0], pts[:, 1], pts[:, 2]) >= p.wall_extent_m and \
+        # a wall cut by the image edge shows less of itself: a lower bar there
+        at_edge = sl[0].start == 0 or sl[1].start == 0 or sl[1].stop == lab.shape[1]
+        need = p.wall_extent_m * (0.6 if at_edge else 1.0)
+        if _extent(pts[:, 0], pts[:, 1], pts[:, 2]) >= need and \
                 not _has_points_behind(normal, offset, sample):
             lab[sl][sel] = 0
     return lab

@@ -36,16 +36,23 @@ def _coarse_box(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     return box[0] // GRID, box[1] // GRID, -(-box[2] // GRID), -(-box[3] // GRID)
 
 
-def _iou(a: np.ndarray, a_box: tuple, b: np.ndarray, b_box: tuple) -> float:
-    x0, y0 = max(a_box[0], b_box[0]), max(a_box[1], b_box[1])
-    x1, y1 = min(a_box[2], b_box[2]), min(a_box[3], b_box[3])
+def _iou(a: np.ndarray, a_box: tuple, b: np.ndarray, b_box: tuple,
+         shift: tuple[int, int] = (0, 0)) -> float:
+    """IoU of coarse masks ``a`` (moved by ``shift`` = (dx, dy) cells) and ``b``."""
+    dx, dy = shift
+    x0, y0 = max(a_box[0] + dx, b_box[0]), max(a_box[1] + dy, b_box[1])
+    x1, y1 = min(a_box[2] + dx, b_box[2]), min(a_box[3] + dy, b_box[3])
     if x1 <= x0 or y1 <= y0:
         return 0.0
-    inter = int(np.logical_and(a[y0:y1, x0:x1], b[y0:y1, x0:x1]).sum())
+    inter = int(np.logical_and(a[y0 - dy:y1 - dy, x0 - dx:x1 - dx], b[y0:y1, x0:x1]).sum())
     if inter == 0:
         return 0.0
     union = int(a.sum()) + int(b.sum()) - inter
     return inter / union if union else 0.0
+
+
+def _centre(box: tuple) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
 
 
 class MarkTracker:
@@ -72,9 +79,9 @@ class MarkTracker:
         return now
 
     def _similarity(self, track: Track, mask: np.ndarray, box: tuple,
-                    centroid: np.ndarray | None) -> float:
+                    centroid: np.ndarray | None, shift: tuple[int, int] = (0, 0)) -> float:
         """IoU plus up to 0.5 for a close 3D centroid; -1 when the pair cannot match."""
-        iou = _iou(track.mask, track.box, mask, box)
+        iou = _iou(track.mask, track.box, mask, box, shift)
         close = 0.0
         if track.centroid is not None and centroid is not None:
             d = float(np.linalg.norm(track.centroid - centroid))
@@ -97,15 +104,29 @@ class MarkTracker:
         track_ids = list(self.tracks)
         ids: list[int | None] = [None] * len(masks)
         if track_ids and masks:
-            sim = np.full((len(track_ids), len(masks)), -1.0)
-            for i, tid in enumerate(track_ids):
-                for j in range(len(masks)):
-                    sim[i, j] = self._similarity(self.tracks[tid], coarse[j], cboxes[j],
-                                                 centroids[j])
-            rows, cols = linear_sum_assignment(-np.where(sim < 0, -10.0, sim))
-            for r, c in zip(rows, cols):
-                if sim[r, c] >= 0:
-                    ids[c] = track_ids[r]
+            def solve(shift: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+                sim = np.full((len(track_ids), len(masks)), -1.0)
+                for i, tid in enumerate(track_ids):
+                    for j in range(len(masks)):
+                        sim[i, j] = self._similarity(self.tracks[tid], coarse[j], cboxes[j],
+                                                     centroids[j], shift)
+                rows, cols = linear_sum_assignment(-np.where(sim < 0, -10.0, sim))
+                return sim, [(r, c) for r, c in zip(rows, cols) if sim[r, c] >= 0]
+
+            sim, pairs = solve((0, 0))
+            # the camera moved: every mask shifted the same way; re-match with the median
+            # shift of the confident pairs so that small objects that moved further than
+            # their own size still find their track
+            moves = [_centre(cboxes[c]) - _centre(self.tracks[track_ids[r]].box)
+                     for r, c in pairs if sim[r, c] >= 0.3]
+            if moves:
+                dx, dy = (int(round(v)) for v in np.median(np.array(moves), axis=0))
+                if dx or dy:
+                    sim2, pairs2 = solve((dx, dy))
+                    if sum(sim2[r, c] for r, c in pairs2) > sum(sim[r, c] for r, c in pairs):
+                        pairs = pairs2
+            for r, c in pairs:
+                ids[c] = track_ids[r]
         used = set(self.tracks)
         fresh = sorted((j for j in range(len(masks)) if ids[j] is None),
                        key=lambda j: ((boxes[j][1] + boxes[j][3]) // 2,
