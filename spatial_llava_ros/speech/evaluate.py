@@ -149,6 +149,36 @@ def markdown(result: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def pooled_markdown(results: list[dict], pooled: dict) -> str:
+    """One table over all the sets given."""
+    n = sum(r['n_commands'] for r in results)
+    lines = [f'Pooled over {len(results)} test set(s), {n} commands, backend '
+             f"{results[0]['backend']}:", '',
+             '| decoding | WER (gated) | exact (gated) | WER (every hypothesis) '
+             '| exact (every hypothesis) | silence/noise accepted '
+             '| babble/out-of-grammar accepted |',
+             '|---|---|---|---|---|---|---|']
+    for name, label in (('free', 'free (general LM)'), ('scene_aware', 'scene-aware (grammar)')):
+        if name in pooled:
+            s = pooled[name]
+            lines.append(
+                f"| {label} | {100 * s['wer']:.1f}% | {100 * s['exact']:.1f}% | "
+                f"{100 * s['wer_ungated']:.1f}% | {100 * s['exact_ungated']:.1f}% | "
+                f"{s['silence_noise_accepted']}/{s['silence_noise']} | "
+                f"{s['babble_oog_accepted']}/{s['babble_oog']} |")
+    return '\n'.join(lines) + '\n'
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                              text=True, timeout=10, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ''
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description='free vs scene-aware decoding figures')
     parser.add_argument('testset', nargs='+', help='directories made by make_speech_testset.py')
@@ -161,10 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modes = tuple(m.strip() for m in args.modes.split(','))
     results = [evaluate(d, args.backend, args.model_dir, modes) for d in args.testset]
-    text = '\n'.join(f'### {r["testset"]}\n\n{markdown(r)}' for r in results)
+    pooled = {mode: aggregate(results, mode) for mode in results[0]['modes']}
+    text = pooled_markdown(results, pooled) + '\n' + '\n'.join(
+        f'### {r["testset"]}\n\n{markdown(r)}' for r in results)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        report = {'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+                  'commit': _commit(), 'command': ' '.join(sys.argv), 'pooled': pooled,
+                  'sets': results}
+        Path(args.json).write_text(json.dumps(report, indent=1))
     if args.md:
         Path(args.md).write_text(text)
     return 0
