@@ -269,8 +269,9 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     for i, pl in enumerate(planes):
         if pl.kind == 'wall':
             # the floor's pixels go first: a box face's plane also cuts the floor along a line
+            wall_px = inlier_maps[i] & ~background
             n_comp, comp, stats, _ = cv2.connectedComponentsWithStats(
-                (inlier_maps[i] & ~background).view(np.uint8), connectivity=8)
+                wall_px.view(np.uint8), connectivity=8)
             for c in range(1, n_comp):
                 if stats[c, cv2.CC_STAT_AREA] < max(p.min_component_px,
                                                     p.wall_min_fraction * h * w):
@@ -279,7 +280,10 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
                 sel = np.zeros((h, w), bool)
                 sel[y:y + bh, x:x + bw] = comp[y:y + bh, x:x + bw] == c
                 if _extent(px[sel], py[sel], z[sel]) >= p.wall_extent_m:
-                    background |= sel
+                    # a wall of the room (nothing behind it, checked above): every patch of
+                    # it is background, also those that furniture cuts off from the rest
+                    background |= wall_px
+                    break
     fg = valid & ~background
 
     # links to cut: depth jumps (drop the far pixel), colour edges, "stands on a table top"
