@@ -25,9 +25,12 @@ from spatial_llava_ros.nodes.resolver_node import ResolverNode  # noqa: E402
 
 @pytest.fixture
 def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
+    """A private rclpy context: the default one stays untouched for launch tests that run
+    later in the same pytest process."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
 
 
 @pytest.fixture(scope='module')
@@ -37,14 +40,17 @@ def tiny_model(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp('tiny'), seed=0)
 
 
-def _node(**params) -> ResolverNode:
+NAMESPACE = 'lifecycle_test'  # keeps these nodes' services apart from launched ones
+
+
+def _node(context, **params) -> ResolverNode:
     overrides = [Parameter(k, value=v) for k, v in params.items()]
-    return ResolverNode(parameter_overrides=overrides)
+    return ResolverNode(parameter_overrides=overrides, context=context, namespace=NAMESPACE)
 
 
 @pytest.mark.parametrize('path', ['', '/nonexistent/spatial-llava'])
 def test_missing_model_path_is_a_failure_transition(ros, path):
-    node = _node(model_path=path)
+    node = _node(ros, model_path=path)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._state_machine.current_state[1] == 'unconfigured'
@@ -55,9 +61,9 @@ def test_missing_model_path_is_a_failure_transition(ros, path):
 
 
 def test_full_lifecycle_cycle_answers_a_query_and_frees_the_model(ros, tiny_model):
-    node = _node(model_path=str(tiny_model), device='cpu')
-    client = rclpy.create_node('lifecycle_test_client')
-    executor = MultiThreadedExecutor(num_threads=4)
+    node = _node(ros, model_path=str(tiny_model), device='cpu')
+    client = rclpy.create_node('lifecycle_test_client', context=ros, namespace=NAMESPACE)
+    executor = MultiThreadedExecutor(num_threads=4, context=ros)
     executor.add_node(node)
     executor.add_node(client)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -46,6 +46,8 @@ from spatial_llava_ros.nodes.resolver_node import ResolverNode  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_launch_scene as scene  # noqa: E402
 
+NAMESPACE = 'nav2_test'  # keeps these nodes' services apart from launched ones
+
 
 class Nav2StandIn:
     """A NavigateToPose server whose answer the test chooses."""
@@ -83,17 +85,18 @@ def system(tmp_path_factory):
     from spatial_llava_ros.marks.engine import MarkEngine, MarkerConfig
     from spatial_llava_ros.model.tiny import make_tiny_model
 
-    rclpy.init()
+    context = rclpy.Context()  # private: launch tests later in this process use the default
+    rclpy.init(context=context)
     model = make_tiny_model(tmp_path_factory.mktemp('tiny'), seed=0)
     node = ResolverNode(parameter_overrides=[
         Parameter('model_path', value=str(model)), Parameter('device', value='cpu'),
         Parameter('max_frame_age', value=0.0), Parameter('nav_server_timeout', value=2.0),
-        Parameter('standoff', value=scene.STANDOFF)])
-    robot = rclpy.create_node('nav2_test_robot')
+        Parameter('standoff', value=scene.STANDOFF)], context=context, namespace=NAMESPACE)
+    robot = rclpy.create_node('nav2_test_robot', context=context, namespace=NAMESPACE)
     nav2 = Nav2StandIn(robot)
     goals: list[PoseStamped] = []
     robot.create_subscription(PoseStamped, 'goal_pose', goals.append, 10)
-    executor = MultiThreadedExecutor(num_threads=6)
+    executor = MultiThreadedExecutor(num_threads=6, context=context)
     executor.add_node(node)
     executor.add_node(robot)
     threading.Thread(target=executor.spin, daemon=True).start()
@@ -139,7 +142,7 @@ def system(tmp_path_factory):
     node.close()
     node.destroy_node()
     robot.destroy_node()
-    rclpy.try_shutdown()
+    rclpy.try_shutdown(context=context)
 
 
 def _wait(future, timeout=30.0):
