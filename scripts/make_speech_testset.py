@@ -3,9 +3,10 @@
 
     python scripts/make_speech_testset.py OUT_DIR [--n 48] [--seed 0]
 
-Writes OUT_DIR/cmd_*.wav (several voices and speeds, half with added noise),
-OUT_DIR/silence_*.wav and noise_*.wav, and OUT_DIR/manifest.json (reference text,
-voice, speed, SNR and the scene vocabulary of each clip).
+Writes OUT_DIR/cmd_*.wav (commands over generated scenes; several voices and speeds,
+half with added noise), negatives (silence_, noise_, babble_, oog_*.wav) and
+OUT_DIR/manifest.json (reference text, voice, speed, SNR, scene seed, target id and the
+scene's objects for each clip).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('out_dir')
     parser.add_argument('--n', type=int, default=48,
                         help='command utterances (>= 40 for the bench)')
-    parser.add_argument('--negatives', type=int, default=6, help='silence / noise-only clips')
+    parser.add_argument('--negatives', type=int, default=8,
+                        help='silence / noise / babble / out-of-grammar clips')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     items = make_testset(args.out_dir, args.n, args.seed, args.negatives)
