@@ -16,7 +16,7 @@ from spatial_llava_ros.nodes.conversions import (
     box_to_bbox_fields,
     decode_color,
     decode_depth,
-    detections_to_boxes,
+    detections_to_inputs,
     fill_message,
     intrinsics_from_camera_info,
     mark_fields,
@@ -104,12 +104,19 @@ def test_transform_message_to_matrix():
     np.testing.assert_allclose(m @ [1, 0, 0, 1], [1.0, 3.0, 0.5, 1.0], atol=1e-12)
 
 
-def test_detections_become_clipped_boxes_and_junk_is_skipped():
-    def det(cx, cy, sx, sy):
-        return Msg(bbox=Msg(center=Msg(position=Msg(x=cx, y=cy), theta=0.0), size_x=sx, size_y=sy))
-    boxes = detections_to_boxes([det(10, 10, 8, 6), det(-50, -50, 10, 10), det(5, 5, 0, 0)],
-                                100, 100)
-    assert boxes == [(6, 7, 14, 13)]
+def test_detections_become_engine_inputs_with_the_best_label():
+    def det(cx, cy, sx, sy, *hyps):
+        results = [Msg(hypothesis=Msg(class_id=c, score=p)) for c, p in hyps]
+        return Msg(bbox=Msg(center=Msg(position=Msg(x=cx, y=cy), theta=0.0), size_x=sx,
+                            size_y=sy), results=results)
+    inputs = detections_to_inputs([det(10, 10, 8, 6, ('cup', 0.3), ('mug', 0.9)),
+                                   det(-50, -50, 10, 10), det(5, 5, 0, 0),
+                                   det(50, 50, 4, 4)], 100, 100)
+    assert inputs == [{'box': (6, 7, 14, 13), 'label': 'mug', 'score': 0.9},
+                      {'box': (48, 48, 52, 52), 'label': None, 'score': 1.0}]
+    from spatial_llava_ros.marks.detections import normalize_detections
+
+    assert [d.label for d in normalize_detections(inputs, (100, 100))] == ['mug', None]
 
 
 def test_result_fields_fill_a_result_shaped_message():

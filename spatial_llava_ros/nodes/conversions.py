@@ -143,20 +143,26 @@ def transform_msg_to_matrix(transform: Any) -> np.ndarray:
     return make_transform([t.x, t.y, t.z], [r.x, r.y, r.z, r.w])
 
 
-def detections_to_boxes(detections: Iterable[Any], width: int,
-                        height: int) -> list[tuple[int, int, int, int]]:
-    """vision_msgs/Detection2D list -> pixel boxes for the marks engine (label-free).
+def detections_to_inputs(detections: Iterable[Any], width: int, height: int) -> list[dict]:
+    """vision_msgs/Detection2D list -> the marks engine's detection dicts (box, label, score).
 
-    Empty or fully outside boxes are skipped: a detector's junk must not become a mark.
+    The label and score are those of the best hypothesis (``results[i].hypothesis``);
+    empty or fully outside boxes are skipped: a detector's junk must not become a mark.
     """
-    boxes = []
+    out = []
     for det in detections:
         b = det.bbox
         x0, y0, x1, y1 = bbox_to_box(b.center.position.x, b.center.position.y, b.size_x,
                                      b.size_y, width, height)
-        if x1 > x0 and y1 > y0:
-            boxes.append((x0, y0, x1, y1))
-    return boxes
+        if x1 <= x0 or y1 <= y0:
+            continue
+        label, score = None, 1.0
+        hyps = [r.hypothesis for r in getattr(det, 'results', [])]
+        if hyps:
+            best = max(hyps, key=lambda h: h.score)
+            label, score = (str(best.class_id) or None), float(best.score)
+        out.append({'box': (x0, y0, x1, y1), 'label': label, 'score': score})
+    return out
 
 
 def _point(v: np.ndarray | None) -> dict:

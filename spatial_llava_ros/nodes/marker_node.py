@@ -23,7 +23,7 @@ from spatial_llava_ros.msg import Mark, MarkArray
 from spatial_llava_ros.nodes.conversions import (
     decode_color,
     decode_depth,
-    detections_to_boxes,
+    detections_to_inputs,
     fill_message,
     intrinsics_from_camera_info,
     mark_fields,
@@ -148,7 +148,7 @@ class MarkerNode(Node):
         det_ns = stamp_to_ns(det.header.stamp.sec, det.header.stamp.nanosec)
         if abs(det_ns - stamp_ns) > param(self, 'sync_slop') * 1e9:
             return None
-        return detections_to_boxes(det.detections, width, height)
+        return detections_to_inputs(det.detections, width, height)
 
     def _mark(self, color: Image, info: CameraInfo, depth: Image | None) -> None:
         stamp_ns = stamp_to_ns(color.header.stamp.sec, color.header.stamp.nanosec)
@@ -163,8 +163,8 @@ class MarkerNode(Node):
         rgb = decode_color(color)
         depth_m = decode_depth(depth) if depth is not None else None
         intrinsics = intrinsics_from_camera_info(info.k, info.width, info.height)
-        boxes = self._matching_detections(stamp_ns, rgb.shape[1], rgb.shape[0])
-        marked = self.engine.process(rgb, depth_m, intrinsics, detections=boxes,
+        dets = self._matching_detections(stamp_ns, rgb.shape[1], rgb.shape[0])
+        marked = self.engine.process(rgb, depth_m, intrinsics, detections=dets,
                                      stamp_ns=stamp_ns)
         frame_id = param(self, 'camera_frame') or info.header.frame_id or color.header.frame_id
         self.frames.add(FrameRecord.from_marked_frame(marked, frame_id))
