@@ -127,3 +127,30 @@ def test_config_errors_name_the_problem(tmp_path):
     assert parse_seeds('3:6') == [3, 4, 5] and parse_seeds('1,4') == [1, 4]
     with pytest.raises(InputError, match='empty'):
         parse_seeds('5:5')
+
+
+def test_reading_targets_point_at_the_drawn_numbers(two_step_run):
+    from spatial_llava_ros.model.image import pixel_values
+    from spatial_llava_ros.model.loading import load_model
+    from spatial_llava_ros.model.tiny import build_processor
+    from spatial_llava_ros.training.trainer import reading_targets
+
+    out, result = two_step_run
+    loaded = load_model(result.final_dir, device='cpu')
+    size, patch = 160, 16  # big enough for the digits' white fill to survive the resize
+    processor = build_processor(loaded.tokenizer, image_size=size, patch_size=patch)
+    frames = [f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+              if f.anchors]
+    white_at_mark, white_elsewhere = [], []
+    for f in frames:
+        pv = pixel_values(processor.image_processor, f.image)[0]
+        white = (pv.min(0).values > 1.5).float()  # saturated white: the digits' fill
+        cells = white.reshape(size // patch, patch, size // patch, patch).mean((1, 3)).flatten()
+        targets = reading_targets(f.anchors, f.image.shape[:2], size, patch, loaded.tokenizer)
+        hit = {k for k, _ in targets}
+        white_at_mark += [float(cells[k]) for k in hit]
+        white_elsewhere += [float(c) for k, c in enumerate(cells) if k not in hit]
+        for (k, tok), mark in zip(targets, f.anchors):
+            assert loaded.tokenizer.convert_ids_to_tokens(tok) == str(mark)[0]
+    assert sum(white_at_mark) / len(white_at_mark) > 3 * sum(white_elsewhere) / len(
+        white_elsewhere)

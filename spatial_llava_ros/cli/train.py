@@ -14,6 +14,9 @@ def register(subparsers) -> None:
     parser.add_argument('--config', required=True, help='train config YAML (config/train_*.yaml)')
     parser.add_argument('--output-dir', help='override output_dir')
     parser.add_argument('--steps', type=int, help='override steps')
+    parser.add_argument('--base-path', help='override model.base_path (start from a checkpoint)')
+    parser.add_argument('--stop-at', type=int,
+                        help='stop (and export) after this step; the schedule keeps --steps')
     parser.add_argument('--frames-cache', help='prepared-frames cache file (reused if present)')
     parser.add_argument('--no-resume', action='store_true', help='ignore existing checkpoints')
     parser.add_argument('--device', help='cpu, cuda, cuda:1 (default: CUDA when present)')
@@ -32,11 +35,15 @@ def run(args: argparse.Namespace) -> int:
         overrides['output_dir'] = args.output_dir
     if args.steps:
         overrides['steps'] = args.steps
+    if args.stop_at:
+        overrides['stop_at'] = args.stop_at
     if args.no_resume:
         overrides['resume'] = False
     if args.device:
         overrides['device'] = args.device
     cfg = TrainConfig.load(args.config, overrides)
+    if args.base_path:
+        cfg.model.base_path = args.base_path
     if args.frames_cache:
         cfg.data.workers_cache = args.frames_cache
     result = train(cfg, progress=not args.no_progress)

@@ -72,7 +72,8 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     merge_lora: bool = True  # final checkpoint: merged weights (else adapter + base path)
-    steps: int = 1000
+    steps: int = 1000  # length of the LR schedule
+    stop_at: int | None = None  # stop (and export) early at this step; the schedule is unchanged
     batch_size: int = 8  # frames per step
     grad_accum: int = 1
     lr: float = 1e-3
@@ -80,6 +81,7 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    reading_weight: float = 0.0  # mark-reading auxiliary loss (synthetic data), 0 = off
     dtype: str = 'auto'  # auto: bf16 on CUDA, float32 on CPU
     device: str | None = None
     gradient_checkpointing: bool = False

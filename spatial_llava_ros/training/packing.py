@@ -37,6 +37,9 @@ class Example:
     branches: list[list[Segment]] = field(default_factory=list)
     pixel_values: torch.Tensor | None = None  # (3, S, S), cached preprocessing
     meta: dict = field(default_factory=dict)
+    # Mark-reading targets: (image token index, token id) -- the LM state at the image patch
+    # that holds a drawn number must predict that number (an auxiliary loss, see below).
+    reading: list[tuple[int, int]] = field(default_factory=list)
 
 
 def grounding_example(image: np.ndarray, mark_ids: list[int], queries: list[tuple[str, int]],
@@ -81,6 +84,8 @@ class Batch:
     targets: torch.Tensor  # (K,) target token ids
     answer_of: torch.Tensor  # (K,) answer index of each target (for exact-match accuracy)
     num_answers: int
+    reading_pos: torch.Tensor | None = None  # (R, 2) image-token positions with a number
+    reading_targets: torch.Tensor | None = None  # (R,) the number's first digit token
 
 
 class Packer:
@@ -144,6 +149,14 @@ class Packer:
                              f'{self.max_length}; use fewer queries per frame')
         return ids, pos, branch, preds, answer
 
+    def reading_positions(self, example: Example) -> list[tuple[int, int]]:
+        """(sequence position, token) of the example's mark-reading targets."""
+        if not example.reading:
+            return []
+        ids = self.encode(example.prefix, special=True)
+        start = ids.index(self.image_token_id)
+        return [(start + k, tok) for k, tok in example.reading if 0 <= k < self.n_img]
+
     def collate(self, examples: list[Example], dtype: torch.dtype = torch.float32) -> Batch:
         seqs = [self.sequence(ex) for ex in examples]
         length = max(len(s[0]) for s in seqs)
@@ -172,17 +185,27 @@ class Packer:
         mask = torch.zeros((bsz, 1, length, length), dtype=dtype)
         mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
         pixels = torch.stack([self.pixels(ex) for ex in examples]).to(dtype)
-        return Batch(input_ids, position_ids, mask, pixels,
-                     torch.tensor(pred_pos, dtype=torch.long).reshape(-1, 2),
-                     torch.tensor(targets, dtype=torch.long),
-                     torch.tensor(answer_of, dtype=torch.long), answers)
+        reading = [(r, p, t) for r, ex in enumerate(examples)
+                   for p, t in self.reading_positions(ex)]
+        batch = Batch(input_ids, position_ids, mask, pixels,
+                      torch.tensor(pred_pos, dtype=torch.long).reshape(-1, 2),
+                      torch.tensor(targets, dtype=torch.long),
+                      torch.tensor(answer_of, dtype=torch.long), answers)
+        if reading:
+            batch.reading_pos = torch.tensor([(r, p) for r, p, _ in reading], dtype=torch.long)
+            batch.reading_targets = torch.tensor([t for _, _, t in reading], dtype=torch.long)
+        return batch
 
 
-def answer_loss(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_loss(model, batch: Batch, reading_weight: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over answer tokens, and per-answer exact-match (teacher forced).
 
     Logits are computed only at the positions that predict a target token (the LM head on
-    a few hundred rows instead of every position).
+    a few hundred rows instead of every position). ``reading_weight`` > 0 adds the
+    mark-reading loss: at the image token of the patch where a number is drawn, the LM must
+    predict that number. It gives a model trained from scratch a direct signal for reading
+    the marks, which the grounding answer alone provides only through attention.
     """
     out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
                       attention_mask=batch.attention_mask, position_ids=batch.position_ids,
@@ -190,6 +213,11 @@ def answer_loss(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     hidden = out.last_hidden_state[batch.pred_pos[:, 0], batch.pred_pos[:, 1]]
     logits = model.lm_head(hidden).float()
     loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+    if reading_weight > 0 and batch.reading_pos is not None:
+        r_hidden = out.last_hidden_state[batch.reading_pos[:, 0], batch.reading_pos[:, 1]]
+        r_logits = model.lm_head(r_hidden).float()
+        loss = loss + reading_weight * torch.nn.functional.cross_entropy(
+            r_logits, batch.reading_targets)
     hit = (logits.argmax(-1) == batch.targets).float()
     per_answer = torch.ones(batch.num_answers)
     per_answer = per_answer.scatter_reduce(0, batch.answer_of, hit, reduce='amin')

@@ -67,6 +67,7 @@ class MarkedScene:
     queries: list[tuple[str, int, str]] = field(default_factory=list)
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (text, relation)
     marks_of: dict[int, int] = field(default_factory=dict)  # instance id -> mark id
+    anchors: dict[int, tuple[int, int]] = field(default_factory=dict)  # mark id -> (u, v)
     scene: object | None = None
     marked: object | None = None
 
@@ -89,7 +90,9 @@ def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
                           scene.frame.instance_mask, min_iou=min_iou)
     marks_of = {inst: mark for inst, (mark, _) in matched.items()}
     out = MarkedScene(int(seed), marked.image, [m.mark_id for m in marked.marks],
-                      marks_of=marks_of)
+                      marks_of=marks_of,
+                      anchors={m.mark_id: (int(m.anchor[0]), int(m.anchor[1]))
+                               for m in marked.marks})
     for expr in scene.expressions:
         if expr.target_id in marks_of:
             out.queries.append((expr.text, marks_of[expr.target_id], expr.relation))

@@ -121,15 +121,37 @@ def _lr_lambda(cfg: TrainConfig):
     return fn
 
 
+def reading_targets(anchors: dict[int, tuple[int, int]], shape: tuple[int, int],
+                    image_size: int, patch_size: int, tokenizer) -> list[tuple[int, int]]:
+    """(image token index, first-digit token) of every drawn number.
+
+    Follows the resolver's preprocessing: pad to a centred square, resize to ``image_size``;
+    image tokens are the patches in row-major order (CLS dropped).
+    """
+    h, w = shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    grid = image_size // patch_size
+    cell = side / grid
+    out = []
+    for mark, (u, v) in anchors.items():
+        row = min(grid - 1, int((v + top) / cell))
+        col = min(grid - 1, int((u + left) / cell))
+        out.append((row * grid + col, int(tokenizer.convert_tokens_to_ids(str(mark)[0]))))
+    return out
+
+
 class FramePool:
     """Prepared training frames; samples a batch of Examples deterministically per step."""
 
     def __init__(self, frames: list[MarkedScene], conversations: list[Example],
-                 template: PromptTemplate, queries_per_frame: int) -> None:
+                 template: PromptTemplate, queries_per_frame: int,
+                 reading: dict[int, list[tuple[int, int]]] | None = None) -> None:
         self.frames = [f for f in frames if f.queries]
         self.conversations = conversations
         self.template = template
         self.qpf = queries_per_frame
+        self.reading = reading or {}
         if not self.frames and not self.conversations:
             raise InputError('no training frames with a matched query')
 
@@ -149,6 +171,7 @@ class FramePool:
             ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs],
                                    self.template)
             ex.pixel_values = getattr(f, 'pixels', None)
+            ex.reading = self.reading.get(k, [])
             out.append(ex)
         return out
 
@@ -276,7 +299,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                                     'val', progress)
     for f in frames + val_frames:  # one preprocessing per frame, reused every epoch
         f.pixels = packer.pixels(Example(f.image, '')).to(torch.float16)
-    pool = FramePool(frames, conversations, template, cfg.data.queries_per_frame)
+    reading = {}
+    if cfg.reading_weight > 0:
+        img, patch = llava.config.vision_config.image_size, llava.config.vision_config.patch_size
+        kept = [f for f in frames if f.queries]
+        for k, f in enumerate(kept):
+            if not getattr(f, 'anchors', None):
+                raise InputError(f'reading_weight > 0 but frame {f.seed} has no mark anchors '
+                                 '(stale frames cache: delete it)')
+            reading[k] = reading_targets(f.anchors, f.image.shape[:2], img, patch,
+                                         loaded.tokenizer)
+    pool = FramePool(frames, conversations, template, cfg.data.queries_per_frame, reading)
     unk = loaded.tokenizer.unk_token_id
     unk_queries = sum(unk in packer.encode(t) for f in frames for t, _, _ in f.queries)
 
@@ -307,10 +340,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=step, desc='train', unit='step')
+        bar = tqdm(total=min(cfg.steps, cfg.stop_at or cfg.steps), initial=step, desc='train',
+                   unit='step')
     run_start = time.time()
     window: list[float] = []
-    while step < cfg.steps:
+    last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
+    while step < last_step:
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
@@ -318,7 +353,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                                                   cfg.seed), compute_dtype), device)
             with torch.autocast(device.type, dtype=compute_dtype,
                                 enabled=compute_dtype != torch.float32):
-                loss, _ = answer_loss(llava, batch)
+                loss, _ = answer_loss(llava, batch, cfg.reading_weight)
             (loss / cfg.grad_accum).backward()
             loss_sum += float(loss.detach()) / cfg.grad_accum
         if cfg.grad_clip:
@@ -331,11 +366,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             bar.update(1)
             bar.set_postfix(loss=f'{loss_sum:.3f}', lr=f'{sched.get_last_lr()[0]:.2e}')
         entry = None
-        if step % cfg.log_every == 0 or step == 1 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == 1 or step == last_step:
             entry = {'step': step, 'loss': float(np.mean(window)), 'lr': sched.get_last_lr()[0],
                      'wall_s': round(prior_wall + time.time() - run_start, 1)}
             window = []
-        if val_frames and (step % cfg.eval_every == 0 or step == cfg.steps):
+        if val_frames and (step % cfg.eval_every == 0 or step == last_step):
             entry = entry or {'step': step, 'wall_s': round(prior_wall + time.time() - run_start,
                                                             1)}
             entry.update(evaluate_frames(llava, packer, val_frames, template, compute_dtype,
@@ -344,7 +379,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             history.append(entry)
             log.write(json.dumps(entry) + '\n')
             log.flush()
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step == last_step:
             _save_state(out, step, model, opt, sched, history,
                         prior_wall + time.time() - run_start, cfg.keep_checkpoints)
     if bar is not None:
