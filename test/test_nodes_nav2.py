@@ -35,7 +35,7 @@ from spatial_llava_ros.action import ResolveSpatialQuery  # noqa: E402
 from spatial_llava_ros.geometry.transforms import (  # noqa: E402
     transform_to_translation_quaternion,
 )
-from spatial_llava_ros.msg import Mark, MarkArray, SpatialQuery  # noqa: E402
+from spatial_llava_ros.msg import Mark, MarkArray, SpatialQuery, SpatialResult  # noqa: E402
 from spatial_llava_ros.nodes.conversions import (  # noqa: E402
     fill_message,
     mark_fields,
@@ -91,11 +91,15 @@ def system(tmp_path_factory):
     node = ResolverNode(parameter_overrides=[
         Parameter('model_path', value=str(model)), Parameter('device', value='cpu'),
         Parameter('max_frame_age', value=0.0), Parameter('nav_server_timeout', value=2.0),
-        Parameter('standoff', value=scene.STANDOFF)], context=context, namespace=NAMESPACE)
+        Parameter('standoff', value=scene.STANDOFF), Parameter('query_queue_size', value=1)],
+        context=context, namespace=NAMESPACE)
     robot = rclpy.create_node('nav2_test_robot', context=context, namespace=NAMESPACE)
     nav2 = Nav2StandIn(robot)
     goals: list[PoseStamped] = []
     robot.create_subscription(PoseStamped, 'goal_pose', goals.append, 10)
+    results: list[SpatialResult] = []
+    robot.create_subscription(SpatialResult, 'spatial_result', results.append, 100)
+    query_pub = robot.create_publisher(SpatialQuery, 'spatial_query', 100)
     executor = MultiThreadedExecutor(num_threads=6, context=context)
     executor.add_node(node)
     executor.add_node(robot)
@@ -137,7 +141,8 @@ def system(tmp_path_factory):
     assert node._frames.latest() is not None, 'the resolver never got the marked frame'
     client = ActionClient(robot, ResolveSpatialQuery, 'resolve_spatial_query')
     assert client.wait_for_server(timeout_sec=10.0)
-    yield {'node': node, 'nav2': nav2, 'client': client, 'goals': goals}
+    yield {'node': node, 'nav2': nav2, 'client': client, 'goals': goals, 'results': results,
+           'query_pub': query_pub}
     executor.shutdown()
     node.close()
     node.destroy_node()
@@ -195,3 +200,25 @@ def test_aborted_navigation_is_reported(system):
     assert not result.success and result.reason.startswith('nav_failed'), result.reason
     assert 'ABORTED' in result.reason
     assert response.result.nav_status == 6  # STATUS_ABORTED
+
+
+def test_a_flood_of_queries_gets_one_result_each_and_drops_the_oldest(system):
+    """query_queue_size is 1 here: queries sent faster than the model answers are dropped,
+    oldest first, and still answered (queue_full)."""
+    texts = [f'the red box, query {i}' for i in range(12)]
+    for text in texts:
+        msg = SpatialQuery()
+        msg.text, msg.action = text, SpatialQuery.LOCATE
+        system['query_pub'].publish(msg)
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        answered = [r for r in system['results'] if r.query in texts]
+        if len(answered) >= len(texts):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # nothing answered twice
+    answered = [r for r in system['results'] if r.query in texts]
+    assert sorted(r.query for r in answered) == sorted(texts)
+    dropped = [r for r in answered if r.reason.startswith('queue_full')]
+    assert dropped and all(not r.success for r in dropped)
+    assert answered[-1].query == texts[-1] and answered[-1].success  # the newest one ran

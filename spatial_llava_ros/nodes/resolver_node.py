@@ -57,6 +57,7 @@ from spatial_llava_ros.nodes.ros_common import (
     COMMAND_QOS,
     GOAL_QOS,
     MARKED_QOS,
+    QUERY_QOS,
     declare_specs,
     param,
     spin,
@@ -149,7 +150,7 @@ class ResolverNode(LifecycleNode):
         self._target_pub = self.create_lifecycle_publisher(
             PoseStamped, param(self, 'target_pose_topic'), GOAL_QOS)
         self._query_sub = self.create_subscription(
-            SpatialQuery, param(self, 'query_topic'), self._on_query, COMMAND_QOS)
+            SpatialQuery, param(self, 'query_topic'), self._on_query, QUERY_QOS)
 
         import message_filters
 
