@@ -12,6 +12,7 @@ Launch arguments that are left empty do not override params_file.
 
 from pathlib import Path
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
@@ -19,8 +20,6 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
-
-from launch import LaunchDescription
 
 PACKAGE = 'spatial_llava_ros'
 

@@ -14,6 +14,7 @@ use_sim_time, so frame ages and tf lookups use the bag's stamps. The synthetic b
 
 from pathlib import Path
 
+from launch import LaunchDescription
 from launch.actions import (
     DeclareLaunchArgument,
     ExecuteProcess,
@@ -22,8 +23,6 @@ from launch.actions import (
 )
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-
-from launch import LaunchDescription
 
 HERE = Path(__file__).resolve().parent
 

@@ -317,7 +317,10 @@ def resolve_query(query: QueryRequest, frame: FrameRecord | None, resolver: Scor
     if resolution.abstained or resolution.best_id is None:
         detail = resolution.reason or f'no mark chosen among {len(mark_ids)}'
         return out.fail(ABSTAIN, detail)
-    mark = frame.mark(int(resolution.best_id))
+    try:
+        mark = frame.mark(int(resolution.best_id))
+    except ResolveError as exc:  # a resolver naming a mark this frame does not have
+        return out.fail(MODEL_ERROR, str(exc))
     out.mark_id = int(mark.mark_id)
     out.box = tuple(int(v) for v in mark.box)
     if mark.centroid is None:

@@ -361,11 +361,6 @@ def test_replay_cli_on_truncated_bag_exits_2(truncated_bag, capsys):
     assert main(['replay', '--bag', str(truncated_bag), '--query', 'the chair']) == 2
 
 
-@pytest.mark.xfail(strict=True, raises=ResolveError, reason=(
-    'pipeline.resolve_query calls frame.mark(best_id) outside its try: a resolver that names '
-    'a mark the frame does not have (a stale or foreign ScoresMarks) raises ResolveError '
-    "('no mark 999 in frame ...') instead of returning a failed outcome as documented; the "
-    'service/node then report it as internal_error'))
 def test_resolver_naming_an_absent_mark_is_a_failed_outcome(resolver, scene):
     from spatial_llava_ros.pipeline import resolve_query
 

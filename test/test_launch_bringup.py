@@ -32,6 +32,7 @@ pytest.importorskip('launch_testing', reason='launch tests need '
 pytest.importorskip('spatial_llava_ros.msg', reason='the generated interfaces are missing: '
                     'colcon build the package first')
 
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
@@ -43,7 +44,6 @@ from rclpy.action import ActionClient  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from tf2_ros import StaticTransformBroadcaster  # noqa: E402
 
-import launch  # noqa: E402
 from spatial_llava_ros.action import ResolveSpatialQuery  # noqa: E402
 from spatial_llava_ros.geometry.transforms import (  # noqa: E402
     transform_to_translation_quaternion,

@@ -32,7 +32,7 @@ from spatial_llava_ros.nodes.conversions import (
     bbox_to_box,
     decode_color,
     decode_depth,
-    detections_to_boxes,
+    detections_to_inputs,
     fill_message,
     intrinsics_from_camera_info,
     mark_from_msg,
@@ -214,10 +214,6 @@ def test_bbox_to_box_is_ordered_and_clipped_or_input_error(cx, cy, sx, sy, width
         assert 0 <= y0 and y1 <= height
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    'conversions.bbox_to_box: finite centre/size whose sum overflows to inf (cx = size_x = '
-    '1.7e308) reaches math.ceil(inf) -> OverflowError, not InputError; the marker/resolver '
-    'node callbacks only catch SpatialLlavaError'))
 def test_bbox_to_box_overflowing_finite_box_is_input_error():
     with pytest.raises(InputError):
         bbox_to_box(1.7e308, 0.0, 1.7e308, 0.0, 64, 48)
@@ -250,11 +246,11 @@ def test_mark_from_msg_never_keeps_a_non_finite_centroid(msg, width, height):
 
 @FAST
 @given(st.lists(mark_msgs(), max_size=5), st.integers(1, 64), st.integers(1, 64))
-def test_detections_to_boxes_skips_empty_boxes(marks, width, height):
+def test_detections_to_inputs_skips_empty_boxes(marks, width, height):
     dets = [SimpleNamespace(bbox=m.box) for m in marks]
-    boxes, err = outcome_of(detections_to_boxes, dets, width, height)
+    inputs, err = outcome_of(detections_to_inputs, dets, width, height)
     if err is None:
-        assert all(x1 > x0 and y1 > y0 for x0, y0, x1, y1 in boxes)
+        assert all(x1 > x0 and y1 > y0 for x0, y0, x1, y1 in (d['box'] for d in inputs))
 
 
 @FAST

@@ -98,10 +98,12 @@ def bbox_to_box(cx: float, cy: float, size_x: float, size_y: float,
     vals = (cx, cy, size_x, size_y)
     if not all(math.isfinite(v) for v in vals) or size_x < 0 or size_y < 0:
         raise InputError(f'bad bounding box: center ({cx}, {cy}), size {size_x} x {size_y}')
-    x0 = math.floor(cx - size_x / 2.0)
-    y0 = math.floor(cy - size_y / 2.0)
-    x1 = math.ceil(cx + size_x / 2.0)
-    y1 = math.ceil(cy + size_y / 2.0)
+    edges = (cx - size_x / 2.0, cy - size_y / 2.0, cx + size_x / 2.0, cy + size_y / 2.0)
+    if not all(math.isfinite(v) for v in edges):  # finite centre + size can still overflow
+        raise InputError(f'bounding box edges overflow: center ({cx}, {cy}), '
+                         f'size {size_x} x {size_y}')
+    x0, y0 = math.floor(edges[0]), math.floor(edges[1])
+    x1, y1 = math.ceil(edges[2]), math.ceil(edges[3])
     if width is not None:
         x0, x1 = max(0, x0), min(int(width), x1)
     if height is not None:
