@@ -31,6 +31,7 @@ from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalRespons
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 from tf2_ros import TransformException
@@ -54,10 +55,8 @@ from spatial_llava_ros.nodes.conversions import (
 from spatial_llava_ros.nodes.params import RESOLVER_PARAMS
 from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.nodes.ros_common import (
-    COMMAND_QOS,
     GOAL_QOS,
     MARKED_QOS,
-    QUERY_QOS,
     declare_specs,
     param,
     spin,
@@ -82,6 +81,20 @@ NAV_UNAVAILABLE = 'nav_unavailable'
 NAV_REJECTED = 'nav_rejected'
 NAV_FAILED = 'nav_failed'
 INTERNAL = 'internal_error'
+
+# Queries in: KEEP_ALL + RELIABLE, so DDS never overwrites a query before ``_on_query`` has
+# put it in the node's bounded queue (a full reader history holds back acks and slows the
+# publisher instead). Dropping is then done in one place, the queue, and is answered
+# ``queue_full``. A KEEP_LAST depth-50 reader lost 946 of a 1,000-query burst
+# (test_flood_ros.py), unanswered.
+QUERY_IN_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+# Results out: a burst of queries gives a burst of (mostly queue_full) results; a deep
+# KEEP_LAST writer history keeps them for slow readers without ever blocking the publisher
+# (a KEEP_ALL writer would block, then fail, when a reader stops acknowledging).
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+                        reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
 
 
 @dataclass
@@ -144,13 +157,13 @@ class ResolverNode(LifecycleNode):
         self._queue.close()  # opened on activate
 
         self._result_pub = self.create_lifecycle_publisher(
-            SpatialResult, param(self, 'result_topic'), COMMAND_QOS)
+            SpatialResult, param(self, 'result_topic'), RESULT_QOS)
         self._goal_pub = self.create_lifecycle_publisher(
             PoseStamped, param(self, 'goal_topic'), GOAL_QOS)
         self._target_pub = self.create_lifecycle_publisher(
             PoseStamped, param(self, 'target_pose_topic'), GOAL_QOS)
         self._query_sub = self.create_subscription(
-            SpatialQuery, param(self, 'query_topic'), self._on_query, QUERY_QOS)
+            SpatialQuery, param(self, 'query_topic'), self._on_query, QUERY_IN_QOS)
 
         import message_filters
 
