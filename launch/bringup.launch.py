@@ -5,8 +5,10 @@
         camera_info_topic:=/camera/color/camera_info navigate:=true
 
 The resolver is a lifecycle node: this file emits `configure` when it starts and
-`activate` once it reaches `inactive` after configuring. A missing model_path fails the
-configure transition (the node logs why and stays `unconfigured`; the rest keeps running).
+`activate` once it reaches `inactive` after configuring. model_path '' (the default) loads
+the model shipped in the package; a model_path that is not a directory, or '' when no model
+is shipped, fails the configure transition (the node logs why and stays `unconfigured`; the
+rest keeps running).
 Launch arguments that are left empty do not override params_file.
 """
 
@@ -29,7 +31,8 @@ ARGUMENTS = (
     ('depth_topic', '/camera/depth/image_raw', 'depth image topic, registered to colour'),
     ('camera_info_topic', '/camera/color/camera_info', 'camera info of the colour image'),
     ('detections_topic', '', 'optional vision_msgs/Detection2DArray topic (enables detections)'),
-    ('model_path', '', 'local Spatial-LLaVA checkpoint directory (overrides params_file)'),
+    ('model_path', '', "local Spatial-LLaVA checkpoint directory (overrides params_file; "
+     "'' = params_file, whose default '' is the model shipped in the package)"),
     ('device', '', "torch device, e.g. cuda:0 or cpu ('' = params_file / auto)"),
     ('use_depth', 'true', 'pair colour with depth; false = colour-only marks (no 3D goals)'),
     ('use_speech', 'false', 'also start speech_node (voice queries to spatial_query)'),

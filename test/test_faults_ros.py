@@ -11,9 +11,11 @@ Each fault must give a clear result and leave the node serving the next query:
 - Nav2 goal aborted: ``nav_failed: ... ABORTED (error_code ...)`` and nav_status 6;
 - camera stops publishing: ``stale_frame``; tf missing: ``no_transform``;
 - the worker raising (resolver patched to raise RuntimeError): ``internal_error``;
-- CUDA OOM (resolver patched to raise torch.OutOfMemoryError - a test double, the
-  allocator cannot fail on demand): a failed result naming OutOfMemoryError (the node does
-  not wrap its resolver in reliability.oom.OomFallbackResolver; see docs/reliability.md).
+- CUDA OOM (the resolver's ``score_batch`` patched to raise torch.OutOfMemoryError, and its
+  device marked cuda - test doubles, the allocator cannot fail on demand): the node's
+  OomFallbackResolver retries after emptying the cache, then moves the model to the CPU;
+  the query succeeds and the node logs one warning per step. OOM already on the CPU:
+  ``model_error: out of memory ...``, and the node serves the next query.
 """
 
 from __future__ import annotations
@@ -145,24 +147,86 @@ def test_stale_frame_then_tf_missing_then_recovers(assets):  # noqa: F811
         assert h.ask('the chair on a fresh frame').success
 
 
-@pytest.mark.parametrize('exc_name', ['RuntimeError', 'OutOfMemoryError'])
-def test_worker_exception_is_reported_and_node_serves(harness, exc_name):  # noqa: F811
-    import torch
-
-    exc = RuntimeError('boom (test double)') if exc_name == 'RuntimeError' else \
-        getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)('CUDA out of memory '
-                                                                         '(test double)')
+def test_worker_exception_is_reported_and_node_serves(harness):  # noqa: F811
     resolver = harness.node._resolver
-    original = resolver.score
 
     def raising(*args, **kwargs):
-        raise exc
+        raise RuntimeError('boom (test double)')
 
     resolver.score = raising
     try:
-        out = harness.ask(f'the chair, worker raises {exc_name}')
+        out = harness.ask('the chair, worker raises RuntimeError')
     finally:
-        resolver.score = original
-    assert not out.success and exc_name in out.reason, out.reason
+        del resolver.score  # back to the class's method
+    assert not out.success and out.reason.startswith('internal_error: RuntimeError'), out.reason
     assert harness.state() == 'active'
-    assert harness.ask(f'the chair after {exc_name}').success
+    assert harness.ask('the chair after RuntimeError').success
+
+
+def _oom(inner, failures: int):
+    """Make ``inner.score_batch`` raise CUDA OOM ``failures`` times, then work (test double:
+    the allocator cannot fail on demand). Returns the list of calls seen."""
+    import torch
+
+    oom = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
+    original, calls = inner.score_batch, []
+
+    def flaky(image, mark_ids, queries):
+        calls.append(len(queries))
+        if len(calls) <= failures:
+            raise oom('CUDA out of memory. Tried to allocate 2.00 GiB (test double)')
+        return original(image, mark_ids, queries)
+
+    inner.score_batch = flaky
+    return calls
+
+
+def test_cuda_oom_falls_back_to_cpu_with_a_warning(harness):  # noqa: F811
+    import torch
+
+    from spatial_llava_ros.reliability.oom import OomFallbackResolver
+
+    wrapper = harness.node._resolver
+    assert isinstance(wrapper, OomFallbackResolver)
+    inner = wrapper.resolver
+    inner.device = torch.device('cuda', 0)  # test double: as if loaded on a GPU
+    calls = _oom(inner, failures=2)  # the first pass and the retry after empty_cache
+    warned = []
+    real_logger = harness.node.get_logger()
+    harness.node.get_logger = lambda: _Tee(real_logger, warned)
+    try:
+        out = harness.ask('the chair while the GPU is full')
+    finally:
+        del harness.node.get_logger
+    assert out.success, out.reason
+    assert calls == [1, 1, 1]
+    assert str(inner.device) == 'cpu' and inner.dtype == torch.float32
+    assert len(wrapper.events) == 2 and 'moving the model to the CPU' in wrapper.events[1]
+    assert sum('CUDA OOM fallback' in m for m in warned) == 2, warned
+    assert harness.state() == 'active'
+    assert harness.ask('the chair after the fallback').success
+
+
+def test_cuda_oom_on_cpu_is_a_model_error_and_node_serves(harness):  # noqa: F811
+    inner = harness.node._resolver.resolver
+    calls = _oom(inner, failures=1)
+    out = harness.ask('the chair, out of memory on the cpu')
+    assert calls == [1]
+    assert not out.success and out.reason.startswith('model_error'), out.reason
+    assert 'out of memory scoring 1 query' in out.reason
+    assert harness.state() == 'active'
+    assert harness.ask('the chair after the cpu oom').success
+
+
+class _Tee:
+    """The node's logger, also keeping the warnings it was given."""
+
+    def __init__(self, logger, warned: list) -> None:
+        self.logger, self.warned = logger, warned
+
+    def warning(self, msg, **kwargs):
+        self.warned.append(str(msg))
+        return self.logger.warning(msg, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.logger, name)

@@ -1,5 +1,6 @@
 """The resolver node's lifecycle in-process with real rclpy (skipped without ROS 2):
-a missing model path is a FAILURE transition with the node still alive, and
+a missing model (a path that is not a directory, or '' when the package ships no model) is
+a FAILURE transition with the node still alive, '' loads the shipped model, and
 configure -> activate -> deactivate -> cleanup -> configure -> activate works, with the
 model loaded only while active and a query answered in between."""
 
@@ -48,15 +49,56 @@ def _node(context, **params) -> ResolverNode:
     return ResolverNode(parameter_overrides=overrides, context=context, namespace=NAMESPACE)
 
 
-@pytest.mark.parametrize('path', ['', '/nonexistent/spatial-llava'])
-def test_missing_model_path_is_a_failure_transition(ros, path):
+class LogRecorder:
+    """Stands in for the node's logger so a test can read what configure said."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str):
+        return lambda msg, **_: self.lines.append((level, str(msg)))
+
+
+@pytest.mark.parametrize('path', ['/nonexistent/spatial-llava', 'no_shipped_model'])
+def test_missing_model_is_a_failure_transition(ros, path, tmp_path, monkeypatch):
+    from spatial_llava_ros import paths
+
+    if path == 'no_shipped_model':  # '' = the shipped model; here the package has none
+        monkeypatch.setattr(paths, 'DEFAULT_MODEL_DIR', tmp_path / 'default_model')
+        path = ''
     node = _node(ros, model_path=path)
+    log = LogRecorder()
+    monkeypatch.setattr(node, 'get_logger', lambda: log)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node._state_machine.current_state[1] == 'unconfigured'
+        errors = [m for level, m in log.lines if level == 'error']
+        expected = (f'no shipped model at {tmp_path / "default_model"}' if not path
+                    else f"model_path '{path}' is not a directory")
+        assert errors and expected in errors[0], log.lines
         # the node is still usable: fix the parameter and nothing else is needed
         assert node.get_parameter('model_path').value == path
     finally:
+        node.destroy_node()
+
+
+def test_empty_model_path_loads_the_shipped_model(ros):
+    from spatial_llava_ros import paths
+    from spatial_llava_ros.reliability.oom import OomFallbackResolver
+
+    if not (paths.DEFAULT_MODEL_DIR / 'config.json').is_file():
+        pytest.skip(f'this install ships no model at {paths.DEFAULT_MODEL_DIR}')
+    node = _node(ros, model_path='', device='cpu')
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._model_dir == paths.DEFAULT_MODEL_DIR
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert isinstance(node._resolver, OomFallbackResolver)
+        assert str(node._resolver.device) == 'cpu'
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node._resolver is None
+    finally:
+        node.close()
         node.destroy_node()
 
 

@@ -97,7 +97,8 @@ RESOLVER_PARAMS: tuple[ParamSpec, ...] = (
     _topic('action_name', 'resolve_spatial_query', 'ResolveSpatialQuery action server'),
     _topic('nav_action', 'navigate_to_pose', 'Nav2 NavigateToPose action server'),
     ParamSpec('model_path', '', 'local Spatial-LLaVA checkpoint directory (transformers '
-              'format, or a PEFT adapter on a local base); required', read_only=True),
+              "format, or a PEFT adapter on a local base); '' = the model shipped in the "
+              'package (spatial_llava_ros/data/default_model)', read_only=True),
     ParamSpec('device', '', "torch device: '' = cuda if available else cpu", read_only=True),
     ParamSpec('dtype', '', "torch dtype: '' = bf16/fp16 on CUDA, float32 on CPU",
               read_only=True),

@@ -1,11 +1,13 @@
 """Resolver node (lifecycle): spatial queries in, SpatialResult + goal poses out, Nav2 goals.
 
 Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
-- configure: check ``model_path`` (missing or not a directory = FAILURE with the reason in
-  the log), create publishers, subscriptions, tf listener, the action server and the Nav2
-  action client.
-- activate: load the model (a load error = FAILURE, node stays inactive), start the
-  inference worker thread.
+- configure: pick the model directory (``model_path``, or '' = the model shipped in the
+  package, ``paths.model_dir(None)``; not a directory, or nothing shipped = FAILURE with the
+  ModelLoadError message in the log), create publishers, subscriptions, tf listener, the
+  action server and the Nav2 action client.
+- activate: load the model (a load error = FAILURE, node stays inactive), wrap it in
+  ``reliability.oom.OomFallbackResolver`` (CUDA out of memory: smaller batches, then the
+  CPU, each step a logged warning), start the inference worker thread.
 - deactivate: stop the worker (waiting queries are answered ``not_active``), free the
   model (and the CUDA cache).
 - cleanup / shutdown: destroy everything configure created.
@@ -13,8 +15,9 @@ Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
 Threads: subscriptions and lifecycle services run on the default callback group; the
 action server and the Nav2 client each have their own reentrant group; the model runs
 only on the worker thread, fed by a bounded queue (``query_queue.QueryQueue``: when full
-the oldest waiting query is dropped and answered ``queue_full``). So the executor never
-waits on inference, and every query gets exactly one SpatialResult.
+the oldest waiting query is dropped and answered ``queue_full``). Queries are subscribed
+KEEP_ALL so DDS drops none before that queue. So the executor never waits on inference,
+and every query gets exactly one SpatialResult.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tf2_ros.buffer import Buffer
 from tf2_ros.transform_listener import TransformListener
 
 from spatial_llava_ros.action import ResolveSpatialQuery
-from spatial_llava_ros.errors import SpatialLlavaError
+from spatial_llava_ros.errors import ModelLoadError, SpatialLlavaError
 from spatial_llava_ros.msg import MarkArray, SpatialQuery, SpatialResult
 from spatial_llava_ros.nodes.conversions import (
     STATUS_SUCCEEDED,
@@ -61,6 +64,7 @@ from spatial_llava_ros.nodes.ros_common import (
     param,
     spin,
 )
+from spatial_llava_ros.paths import model_dir
 from spatial_llava_ros.pipeline import (
     MANIPULATE,
     NAVIGATE,
@@ -126,6 +130,8 @@ class ResolverNode(LifecycleNode):
         super().__init__('resolver_node', **kwargs)
         declare_specs(self, RESOLVER_PARAMS)
         self._resolver = None
+        self._model_dir: Path | None = None
+        self._fallbacks_logged = 0
         self._queue: QueryQueue[Job] | None = None
         self._frames: FrameBuffer | None = None
         self._config: PipelineConfig | None = None
@@ -137,13 +143,10 @@ class ResolverNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model_path = param(self, 'model_path')
-        if not model_path:
-            self.get_logger().error('configure failed: model_path is empty; set it to a local '
-                                    'Spatial-LLaVA checkpoint directory')
-            return TransitionCallbackReturn.FAILURE
-        if not Path(model_path).expanduser().is_dir():
-            self.get_logger().error(f'configure failed: model_path {model_path!r} is not a '
-                                    'directory')
+        try:
+            self._model_dir = resolve_model_dir(model_path)
+        except SpatialLlavaError as exc:
+            self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         try:
             self._config = PipelineConfig(
@@ -186,22 +189,27 @@ class ResolverNode(LifecycleNode):
             callback_group=self._action_group)
         self._nav_client = ActionClient(self, NavigateToPose, param(self, 'nav_action'),
                                         callback_group=ReentrantCallbackGroup())
-        self.get_logger().info(f'configured: model {model_path}, target frame '
+        self.get_logger().info(f'configured: model {self._model_dir}, target frame '
                                f'{self._config.target_frame}, stand-off '
                                f'{self._config.standoff} m')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         from spatial_llava_ros.model.resolver import Resolver
+        from spatial_llava_ros.reliability.oom import OomFallbackResolver
 
         started = time.monotonic()
         try:
-            self._resolver = Resolver.from_pretrained(
-                param(self, 'model_path'), abstain_threshold=param(self, 'abstain_threshold'),
+            resolver = Resolver.from_pretrained(
+                str(self._model_dir), abstain_threshold=param(self, 'abstain_threshold'),
                 device=param(self, 'device') or None, dtype=param(self, 'dtype') or None)
         except (SpatialLlavaError, OSError) as exc:
             self.get_logger().error(f'activate failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        # CUDA out of memory: smaller batches, then the CPU, each step logged (see
+        # _log_fallbacks), instead of an internal_error for every query
+        self._resolver = OomFallbackResolver(resolver)
+        self._fallbacks_logged = 0
         self.get_logger().info(f'model loaded on {self._resolver.device} in '
                                f'{time.monotonic() - started:.1f} s')
         self._queue.reopen()
@@ -368,8 +376,11 @@ class ResolverNode(LifecycleNode):
         if resolver is None:
             return self._failed(job, NOT_ACTIVE, 'no model loaded')
         now_ns = self.get_clock().now().nanoseconds
-        outcome = resolve_query(job.request, self._frames.latest(), resolver, self._lookup,
-                                self._config, now_ns)
+        try:
+            outcome = resolve_query(job.request, self._frames.latest(), resolver,
+                                    self._lookup, self._config, now_ns)
+        finally:
+            self._log_fallbacks(resolver)
         job.feedback('locating', 0.5)
         if not outcome.success:
             return outcome
@@ -383,6 +394,13 @@ class ResolverNode(LifecycleNode):
         if job.navigate:
             self._navigate(job, outcome, goal_msg)
         return outcome
+
+    def _log_fallbacks(self, resolver) -> None:
+        """Put the OOM fallbacks taken since the last query into the node's log."""
+        events = getattr(resolver, 'events', [])
+        for line in events[self._fallbacks_logged:]:
+            self.get_logger().warning(f'CUDA OOM fallback: {line}')
+        self._fallbacks_logged = len(events)
 
     def _lookup(self, target: str, source: str, stamp_ns: int):
         timeout = param(self, 'tf_timeout')
@@ -478,6 +496,20 @@ class ResolverNode(LifecycleNode):
         else:
             self.get_logger().warning(f'{outcome.query!r}: {outcome.reason}')
         job.done.set()
+
+
+def resolve_model_dir(model_path: str) -> Path:
+    """The checkpoint to load: ``model_path``, or the model shipped in the package when ''.
+
+    Raises ModelLoadError (a configure FAILURE) when ``model_path`` is not a directory, or is
+    '' and the package ships no model.
+    """
+    if not model_path:
+        return model_dir(None)
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f'model_path {model_path!r} is not a directory')
+    return path
 
 
 def main(args=None) -> int:
