@@ -150,7 +150,7 @@ def test_reading_targets_point_at_the_drawn_numbers(two_step_run):
         hit = {k for k, _ in targets}
         white_at_mark += [float(cells[k]) for k in hit]
         white_elsewhere += [float(c) for k, c in enumerate(cells) if k not in hit]
-        for (k, tok), mark in zip(targets, f.anchors):
+        for (_k, tok), mark in zip(targets, f.anchors):
             assert loaded.tokenizer.convert_ids_to_tokens(tok) == str(mark)[0]
     assert sum(white_at_mark) / len(white_at_mark) > 3 * sum(white_elsewhere) / len(
         white_elsewhere)
