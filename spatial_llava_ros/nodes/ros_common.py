@@ -39,11 +39,6 @@ MARKED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
 COMMAND_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
-# Queries in: deep enough that a burst reaches the node's own bounded queue (which answers
-# what it drops, queue_full) instead of being overwritten unseen in the DDS reader history.
-QUERY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
-                       reliability=ReliabilityPolicy.RELIABLE,
-                       durability=DurabilityPolicy.VOLATILE)
 # Goals: the latest only, volatile so a restarted Nav2 never gets an old goal.
 GOAL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                       reliability=ReliabilityPolicy.RELIABLE,
