@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
 from spatial_llava_ros.image_codec import (
     decode_image,
     depth_to_metres,
@@ -51,38 +52,6 @@ def _typestore(distro: str):
     if distro not in DISTROS:
         raise InputError(f'unknown ROS 2 distro {distro!r}; choose one of {", ".join(DISTROS)}')
     return get_typestore(Stores.ROS2_HUMBLE if distro == 'humble' else Stores.ROS2_JAZZY)
-
-
-def quaternion_from_matrix(rot: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion of a 3x3 rotation matrix, w >= 0."""
-    m = np.asarray(rot, dtype=np.float64)
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > 0:
-        s = math.sqrt(tr + 1.0) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
-
-
-def matrix_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """3x3 rotation of a (not necessarily unit) quaternion; InputError for a zero one."""
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    if not n > 1e-9:
-        raise InputError(f'zero quaternion ({x}, {y}, {z}, {w})')
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 def tf_chain(camera_pose: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
@@ -151,7 +120,7 @@ def _header(ts, stamp_ns: int, frame_id: str):
 
 
 def _transform_msg(ts, stamp_ns: int, parent: str, child: str, t: np.ndarray):
-    q = quaternion_from_matrix(t[:3, :3])
+    q = matrix_to_quaternion(t[:3, :3])
     types = ts.types
     return types['geometry_msgs/msg/TransformStamped'](
         header=_header(ts, stamp_ns, parent), child_frame_id=child,
@@ -360,7 +329,7 @@ def read_bag(path: str | Path, *, color_topic: str = COLOR_TOPIC,
                     for tr in msg.transforms:
                         t = np.eye(4)
                         r = tr.transform.rotation
-                        t[:3, :3] = matrix_from_quaternion(r.x, r.y, r.z, r.w)
+                        t[:3, :3] = quaternion_to_matrix((r.x, r.y, r.z, r.w))
                         v = tr.transform.translation
                         t[:3, 3] = (v.x, v.y, v.z)
                         key = (tr.header.frame_id.lstrip('/'), tr.child_frame_id.lstrip('/'))
