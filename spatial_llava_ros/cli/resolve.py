@@ -35,19 +35,15 @@ def _marks(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import numpy as np
     from PIL import Image
 
-    from spatial_llava_ros.errors import InputError, ModelLoadError
+    from spatial_llava_ros import paths
+    from spatial_llava_ros.errors import InputError
     from spatial_llava_ros.model.prompt import PromptTemplate
     from spatial_llava_ros.model.resolver import Resolver
-    from spatial_llava_ros.paths import DATA_DIR
 
-    model_dir = Path(args.model) if args.model else DATA_DIR / 'default_model'
-    if args.model is None and not model_dir.is_dir():
-        raise ModelLoadError(f'no --model given and no bundled model at {model_dir}')
+    model_dir = paths.model_dir(args.model)
     try:
         image = np.asarray(Image.open(args.image).convert('RGB'))
     except OSError as exc:
