@@ -26,7 +26,7 @@ CORE = [
 
 EXTRAS = {
     'gpu': ['onnxruntime-gpu>=1.18'],
-    'train': ['peft>=0.13', 'trl>=0.20', 'accelerate>=1.0', 'datasets>=3.0'],
+    'train': ['peft>=0.13', 'trl>=1.0', 'accelerate>=1.0', 'datasets>=3.0'],
     'speech': ['pocketsphinx>=5.0', 'silero-vad>=5.1'],
     'dev': ['pytest>=8', 'hypothesis>=6.100', 'ruff>=0.6'],
 }

@@ -69,18 +69,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument('--no-progress', action='store_true')
 
 
-def _model_dir(arg):
-    from pathlib import Path
-
-    from spatial_llava_ros.errors import ModelLoadError
-    from spatial_llava_ros.paths import DATA_DIR
-
-    path = Path(arg) if arg else DATA_DIR / 'default_model'
-    if arg is None and not path.is_dir():
-        raise ModelLoadError(f'no --model given and no bundled model at {path}')
-    return path
-
-
 def _threads(args) -> None:
     if getattr(args, 'threads', None):
         import torch
@@ -120,6 +108,7 @@ def _generate(args, cfg) -> int:
 
     from spatial_llava_ros.errors import InputError
     from spatial_llava_ros.model.resolver import Resolver
+    from spatial_llava_ros.paths import model_dir
     from spatial_llava_ros.spr import stages
     from spatial_llava_ros.training.config import parse_seeds
     from spatial_llava_ros.training.synthetic import SomSettings
@@ -141,16 +130,16 @@ def _generate(args, cfg) -> int:
         args.scenes_dir)
     if not seeds:
         raise InputError('no scenes to describe (empty --seeds)')
-    model_dir = _model_dir(args.model)
-    settings = SomSettings.for_model(model_dir)
+    model = model_dir(args.model)
+    settings = SomSettings.for_model(model)
     if cfg['data']['scene_width'] and cfg['data']['scene_height']:
         settings = dataclasses.replace(settings, scene_width=int(cfg['data']['scene_width']),
                                        scene_height=int(cfg['data']['scene_height']))
-    resolver = Resolver.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+    resolver = Resolver.from_pretrained(model, device=args.device, dtype=args.dtype)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     (work / 'spr_config.json').write_text(json.dumps(
-        {'model': str(model_dir), 'scenes': [str(seeds[0]), str(seeds[-1]), len(seeds)], **cfg},
+        {'model': str(model), 'scenes': [str(seeds[0]), str(seeds[-1]), len(seeds)], **cfg},
         indent=2) + '\n', encoding='utf-8')
     stats = stages.generate(resolver, work, seeds, cfg, settings, progress=not args.no_progress)
     print(json.dumps(stats))
@@ -158,6 +147,7 @@ def _generate(args, cfg) -> int:
 
 
 def _train(args) -> int:
+    from spatial_llava_ros.paths import model_dir
     from spatial_llava_ros.spr.config import load_train_config
     from spatial_llava_ros.spr.dpo import train_dpo
 
@@ -165,7 +155,7 @@ def _train(args) -> int:
     cfg = load_train_config(args.config)
     if args.max_steps is not None:
         cfg['max_steps'] = args.max_steps
-    metrics = train_dpo(_model_dir(args.model), args.work, args.out, cfg, device=args.device,
+    metrics = train_dpo(model_dir(args.model), args.work, args.out, cfg, device=args.device,
                         dtype=args.dtype, resume=not args.no_resume,
                         progress=not args.no_progress)
     metrics.pop('log', None)
