@@ -26,6 +26,9 @@ from spatial_llava_ros.model.prompt import IMAGE_PLACEHOLDER, PromptTemplate
 from spatial_llava_ros.model.tree import TokenTree, additive_mask, build_tree
 from spatial_llava_ros.model.vision import TorchVision, VisionEncoder, num_image_tokens
 
+# context positions kept free for the answer (mark digits + end of sequence)
+ANSWER_RESERVE = 8
+
 
 @dataclass
 class Resolution:
@@ -193,7 +196,17 @@ class Resolver:
         ctx_ids, ctx = (
             (frame.context_ids, frame.frame_text) if isinstance(frame, FrameCache) else frame
         )
-        return self._continuation(ctx_ids, ctx, self.template.query_text(query))
+        ids = self._continuation(ctx_ids, ctx, self.template.query_text(query))
+        if self.image_token_id in ids:
+            raise InputError(f'query {query[:60]!r} contains the image token: only the frame '
+                             'carries an image')
+        positions = int(self.model.config.text_config.max_position_embeddings)
+        budget = positions - self.num_image_tokens - len(ctx_ids) - ANSWER_RESERVE
+        if len(ids) > budget:
+            raise InputError(f'query is {len(ids)} tokens; the model context of {positions} '
+                             f'leaves {budget} after {self.num_image_tokens} image and '
+                             f'{len(ctx_ids)} instruction tokens')
+        return ids
 
     # ---- model --------------------------------------------------------------------------
 
