@@ -57,4 +57,5 @@ def model_dir(path: str | Path | None = None) -> Path:
         return Path(path)
     if (DEFAULT_MODEL_DIR / 'config.json').is_file():
         return DEFAULT_MODEL_DIR
-    raise ModelLoadError(f'no model directory given and no shipped model at {DEFAULT_MODEL_DIR}')
+    raise ModelLoadError(f'no model directory given and no shipped model at {DEFAULT_MODEL_DIR} '
+                         '(retrain it with scripts/train_default_model.sh or pass --model)')

@@ -34,6 +34,13 @@ def load_resolver(args: argparse.Namespace):
                                     dtype=args.dtype)
 
 
+def marker_kwargs(model_dir: Path) -> dict:
+    """Marks-engine settings the model was trained with (its som_settings.json), else defaults."""
+    from spatial_llava_ros.training.synthetic import SomSettings
+
+    return SomSettings.for_model(model_dir).marker_kwargs()
+
+
 def tiny_random_model() -> Path:
     """A tiny random LLaVA in the user cache, made once."""
     import os

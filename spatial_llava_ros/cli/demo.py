@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument('--speech', default=None, metavar='F.wav',
                         help='take the query from a spoken command in a WAV file')
     parser.add_argument('--out', default='demo_out', help='output directory (default: demo_out)')
-    parser.add_argument('--style', default='number', help='mark style: number|contour|box|tint')
+    parser.add_argument('--style', default=None,
+                        help="mark style: number|contour|box|tint (default: the model's own)")
     parser.add_argument('--standoff', type=float, default=0.8,
                         help='navigation goal distance from the target, metres')
     add_model_args(parser)
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from spatial_llava_ros.cli._common import (
         draw_answer,
         load_resolver,
+        marker_kwargs,
         transform_table,
         write_rgb,
     )
@@ -62,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from spatial_llava_ros.scene import generate_scene
     from spatial_llava_ros.scene.bag import OPTICAL_FRAME, tf_chain
 
+    resolver = load_resolver(args)
     scene = generate_scene(args.seed)
     frame = scene.frame
-    marked = mark_frame(frame.rgb, frame.depth, frame.intrinsics, style=args.style,
-                        stamp_ns=frame.stamp_ns)
+    marker = marker_kwargs(resolver.loaded.path)
+    if args.style:
+        marker['style'] = args.style
+    marked = mark_frame(frame.rgb, frame.depth, frame.intrinsics, stamp_ns=frame.stamp_ns,
+                        **marker)
     expected = None
     if args.speech:
         query = _query_from_speech(args.speech, scene)
@@ -76,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         query = expression.text
         matches = match_marks({m.mark_id: m.mask for m in marked.marks}, frame.instance_mask)
         expected = matches.get(expression.target_id, (None, 0.0))[0]
-    resolver = load_resolver(args)
     record = FrameRecord.from_marked_frame(marked, OPTICAL_FRAME)
     outcome = resolve_query(QueryRequest(query, NAVIGATE), record, resolver,
                             transform_table(tf_chain(frame.camera_pose)),

@@ -39,11 +39,9 @@ def register(subparsers) -> None:
 
 
 def _model_dir(arg):
-    from pathlib import Path
+    from spatial_llava_ros.paths import model_dir
 
-    from spatial_llava_ros.training.default_model import default_model_path
-
-    return Path(arg) if arg else default_model_path()
+    return model_dir(arg)
 
 
 def run_grounding(args: argparse.Namespace) -> int:

@@ -43,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from spatial_llava_ros.cli._common import (
         draw_answer,
         load_resolver,
+        marker_kwargs,
         transform_table,
         write_rgb,
     )
     from spatial_llava_ros.errors import InputError
-    from spatial_llava_ros.marks.engine import MarkEngine
+    from spatial_llava_ros.marks.engine import MarkEngine, MarkerConfig
     from spatial_llava_ros.pipeline import (
         ACTION_NAMES,
         FrameRecord,
@@ -64,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
     if not -len(frames) <= args.frame < len(frames):
         raise InputError(f'--frame {args.frame} out of range: the bag has {len(frames)} frames')
     index = args.frame % len(frames)
-    engine = MarkEngine()
+    resolver = load_resolver(args)
+    engine = MarkEngine(MarkerConfig.from_kwargs(**marker_kwargs(resolver.loaded.path)))
     marked = None
     for bag_frame in tqdm(frames[:index + 1], desc='marking', unit='frame', leave=False):
         marked = engine.process(bag_frame.rgb, bag_frame.depth, bag_frame.intrinsics,
                                 stamp_ns=bag_frame.stamp_ns)
     chosen = frames[index]
-    resolver = load_resolver(args)
     action = {name: code for code, name in ACTION_NAMES.items()}[args.action]
     record = FrameRecord.from_marked_frame(marked, chosen.frame_id)
     config = PipelineConfig(target_frame=args.target_frame, base_frame=args.base_frame,
