@@ -59,3 +59,26 @@ def model_dir(path: str | Path | None = None) -> Path:
         return DEFAULT_MODEL_DIR
     raise ModelLoadError(f'no model directory given and no shipped model at {DEFAULT_MODEL_DIR} '
                          '(retrain it with scripts/train_default_model.sh or pass --model)')
+
+
+def read_yaml_mapping(path: str | Path | None, name: str, what: str,
+                      empty_ok: bool = False) -> dict:
+    """The YAML mapping in ``path`` (None: the package's ``config/<name>``).
+
+    Every config reader goes through here so a missing, unparsable or non-mapping file is
+    the same one-line ``InputError`` naming ``what`` and the path.
+    """
+    import yaml
+
+    from spatial_llava_ros.errors import InputError
+
+    path = config_path(name) if path is None else Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f'cannot read {what} {path}: {exc}') from exc
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f'{what} {path} is not a mapping')
+    return data

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from spatial_llava_ros.errors import InputError
 
 IMAGE_PLACEHOLDER = '<image>'
@@ -41,17 +39,10 @@ class PromptTemplate:
     @classmethod
     def load(cls, path: str | Path | None = None) -> PromptTemplate:
         """Read a template YAML; default is the package's config/prompt.yaml."""
-        if path is None:
-            from spatial_llava_ros.paths import config_path
+        from spatial_llava_ros.paths import config_path, read_yaml_mapping
 
-            path = config_path('prompt.yaml')
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding='utf-8'))
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f'cannot read prompt template {path}: {exc}') from exc
-        if not isinstance(data, dict):
-            raise InputError(f'prompt template {path} is not a mapping')
+        data = read_yaml_mapping(path, 'prompt.yaml', 'prompt template')
+        path = config_path('prompt.yaml') if path is None else Path(path)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

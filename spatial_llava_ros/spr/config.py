@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import yaml
-
 from spatial_llava_ros.errors import InputError
 
 
@@ -25,18 +23,9 @@ def _merge(base: dict, over: dict, where: str) -> dict:
 
 def load_yaml(path: str | Path | None, name: str) -> dict:
     """A YAML mapping; ``path`` None means the package's config/``name``."""
-    if path is None:
-        from spatial_llava_ros.paths import config_path
+    from spatial_llava_ros.paths import read_yaml_mapping
 
-        path = config_path(name)
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f'cannot read SPR config {path}: {exc}') from exc
-    if not isinstance(data, dict):
-        raise InputError(f'SPR config {path} is not a mapping')
-    return data
+    return read_yaml_mapping(path, name, 'SPR config', empty_ok=True)
 
 
 DEFAULTS = {

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from spatial_llava_ros.errors import InputError
 
 
@@ -95,13 +93,9 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f'cannot read train config {path}: {exc}') from exc
-        if not isinstance(raw, dict):
-            raise InputError(f'train config {path} is not a mapping')
+        from spatial_llava_ros.paths import read_yaml_mapping
+
+        raw = read_yaml_mapping(path, '', 'train config', empty_ok=True)
         raw.update(overrides or {})
         return cls.from_dict(raw, str(path))
 

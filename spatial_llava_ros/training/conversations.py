@@ -12,8 +12,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.scene.types import Scene
 
@@ -35,17 +33,9 @@ class Turn:
 
 def load_templates(path: str | Path | None = None) -> dict:
     """The conversation templates (default: config/conversation_templates.yaml)."""
-    if path is None:
-        from spatial_llava_ros.paths import config_path
+    from spatial_llava_ros.paths import read_yaml_mapping
 
-        path = config_path('conversation_templates.yaml')
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(f'cannot read conversation templates {path}: {exc}') from exc
-    if not isinstance(data, dict):
-        raise InputError(f'conversation templates {path} are not a mapping')
+    data = read_yaml_mapping(path, 'conversation_templates.yaml', 'conversation templates')
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise InputError(f'conversation templates {path}: missing keys {missing}')
