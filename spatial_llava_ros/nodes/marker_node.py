@@ -79,6 +79,7 @@ class MarkerNode(Node):
         declare_specs(self, MARKER_PARAMS)
         config = MarkerConfig(
             proposals=param(self, 'proposals'), style=param(self, 'style'),
+            text_height_336=param(self, 'text_height_336'),
             min_area=param(self, 'min_area'), max_marks=param(self, 'max_marks'),
             centroid_trim=param(self, 'centroid_trim'),
             sam_path=param(self, 'sam_path') or None)

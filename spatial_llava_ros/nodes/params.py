@@ -73,6 +73,9 @@ MARKER_PARAMS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec('style', 'number', 'how marks are drawn: number | contour | box | tint',
               choices=MARK_STYLES, read_only=True),
+    ParamSpec('text_height_336', 20.0, "digit height in px after the model's resize to 336; "
+              "match the model's som_settings.json (20 for the shipped model)", 6.0, 48.0,
+              read_only=True),
     ParamSpec('min_area', 120, 'smallest mask kept, pixels', 1, 1_000_000, read_only=True),
     ParamSpec('max_marks', 40, 'most marks per frame', 1, 99, read_only=True),
     ParamSpec('centroid_trim', 0.1, 'trimmed-mean fraction for 3D centroids (0.5 = median)',
