@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from test_launch_scene import scene_objects  # shared scene of the pipeline and launch tests
 
 from spatial_llava_ros.geometry.camera import intrinsics_from_fov
 from spatial_llava_ros.geometry.transforms import (
@@ -50,14 +51,7 @@ STAMP = 5_000_000_000
 
 
 def _objects() -> list[SceneObject]:
-    return [
-        SceneObject(1, 'box', 'red', (200, 35, 35), np.array([3.0, 0.6, 0.2]),
-                    np.array([0.5, 0.4, 0.4])),
-        SceneObject(2, 'box', 'blue', (40, 70, 190), np.array([3.2, -0.9, 0.25]),
-                    np.array([0.5, 0.5, 0.5])),
-        SceneObject(3, 'box', 'green', (40, 150, 60), np.array([2.6, -0.1, 0.15]),
-                    np.array([0.4, 0.4, 0.3]), yaw=0.3),
-    ]
+    return scene_objects()  # the same three boxes the launch test's camera sees
 
 
 def _tf() -> TransformTable:
