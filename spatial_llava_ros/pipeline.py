@@ -31,10 +31,10 @@ from spatial_llava_ros.geometry.goals import (
     navigation_goal,
     robot_yaw,
 )
-from spatial_llava_ros.geometry.transforms import (
+from spatial_llava_ros.geometry.transforms import (  # noqa: F401 - re-exported
+    TransformTable,
+    TransformUnavailableError,
     check_transform,
-    compose,
-    invert_transform,
     transform_points,
 )
 
@@ -68,10 +68,6 @@ class ScoresMarks(Protocol):
     """What the pipeline needs of a resolver: ``model.resolver.Resolver.score``."""
 
     def score(self, image: np.ndarray, mark_ids: list[int], query: str) -> Any: ...
-
-
-class TransformUnavailableError(ResolveError):
-    """tf could not give ``target <- source`` at the frame's stamp."""
 
 
 # (target_frame, source_frame, stamp_ns) -> 4x4 target_T_source, or TransformUnavailableError
@@ -233,45 +229,6 @@ class SpatialOutcome:
 def frame_age_seconds(frame_stamp_ns: int, now_ns: int) -> float:
     """Age of a frame; a frame stamped in the future (clock skew) counts as age 0."""
     return max(0.0, (int(now_ns) - int(frame_stamp_ns)) * 1e-9)
-
-
-class TransformTable:
-    """A tf-like lookup over fixed transforms (replay, tests, a static robot).
-
-    ``add(parent, child, parent_T_child)``; ``lookup(target, source, stamp)`` chains edges
-    in either direction (breadth-first), ignoring the stamp.
-    """
-
-    def __init__(self) -> None:
-        self._edges: dict[str, dict[str, np.ndarray]] = {}
-
-    def add(self, parent: str, child: str, parent_from_child: np.ndarray) -> None:
-        m = check_transform(parent_from_child)
-        if not parent or not child or parent == child:
-            raise InputError(f'a transform needs two different frame names, got '
-                             f'{parent!r} -> {child!r}')
-        self._edges.setdefault(parent, {})[child] = m
-        self._edges.setdefault(child, {})[parent] = invert_transform(m)
-
-    def lookup(self, target: str, source: str, stamp_ns: int = 0) -> np.ndarray:
-        if target == source:
-            return np.eye(4)
-        seen = {target: np.eye(4)}
-        todo = deque([target])
-        while todo:
-            frame = todo.popleft()
-            for nxt, frame_from_nxt in self._edges.get(frame, {}).items():
-                if nxt in seen:
-                    continue
-                seen[nxt] = compose(seen[frame], frame_from_nxt)
-                if nxt == source:
-                    return seen[nxt]
-                todo.append(nxt)
-        known = sorted(self._edges)
-        raise TransformUnavailableError(f'no transform from {source!r} to {target!r}; '
-                                   f'frames known: {known}')
-
-    __call__ = lookup
 
 
 def _ranked(resolution: Any) -> list[tuple[int, float]]:

@@ -118,3 +118,17 @@ def test_bad_inputs_are_input_errors_with_numbers():
         make_transform([0, 0])
     with pytest.raises(InputError, match='at least one'):
         compose()
+
+
+def test_transform_table_from_edges_chains_both_ways():
+    from spatial_llava_ros.geometry.transforms import TransformTable, TransformUnavailableError
+
+    map_base = make_transform([1.0, 2.0, 0.0], quaternion_from_yaw(math.pi / 2))
+    base_cam = make_transform([0.5, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0])
+    table = TransformTable.from_edges({('map', 'base'): map_base, ('base', 'cam'): base_cam})
+    # the camera origin: 0.5 m ahead of a robot at (1, 2) facing +y -> (1, 2.5, 1)
+    np.testing.assert_allclose(table.lookup('map', 'cam')[:3, 3], [1.0, 2.5, 1.0], atol=1e-12)
+    np.testing.assert_allclose(table.lookup('cam', 'map') @ table.lookup('map', 'cam'),
+                               np.eye(4), atol=1e-12)
+    with pytest.raises(TransformUnavailableError, match="'odom'"):
+        table.lookup('map', 'odom')

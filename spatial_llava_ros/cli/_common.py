@@ -54,16 +54,6 @@ def tiny_random_model() -> Path:
     return out
 
 
-def transform_table(transforms: dict[tuple[str, str], np.ndarray]):
-    """A pipeline ``TransformTable`` from ``{(parent, child): parent_T_child}``."""
-    from spatial_llava_ros.pipeline import TransformTable
-
-    table = TransformTable()
-    for (parent, child), matrix in transforms.items():
-        table.add(parent, child, matrix)
-    return table
-
-
 def draw_answer(marked, outcome, query: str) -> np.ndarray:
     """The marked image with the chosen mark boxed in green and the query written on top."""
     import cv2

@@ -49,7 +49,6 @@ def run(args: argparse.Namespace) -> int:
         draw_answer,
         load_resolver,
         marker_kwargs,
-        transform_table,
         write_rgb,
     )
     from spatial_llava_ros.evaluation.matching import match_marks
@@ -59,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         FrameRecord,
         PipelineConfig,
         QueryRequest,
+        TransformTable,
         resolve_query,
     )
     from spatial_llava_ros.scene import generate_scene
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         expected = matches.get(expression.target_id, (None, 0.0))[0]
     record = FrameRecord.from_marked_frame(marked, OPTICAL_FRAME)
     outcome = resolve_query(QueryRequest(query, NAVIGATE), record, resolver,
-                            transform_table(tf_chain(frame.camera_pose)),
+                            TransformTable.from_edges(tf_chain(frame.camera_pose)),
                             PipelineConfig(standoff=args.standoff), now_ns=frame.stamp_ns)
     out = Path(args.out)
     write_rgb(out / 'marked.png', marked.image)

@@ -44,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
         draw_answer,
         load_resolver,
         marker_kwargs,
-        transform_table,
         write_rgb,
     )
     from spatial_llava_ros.errors import InputError
@@ -54,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         FrameRecord,
         PipelineConfig,
         QueryRequest,
+        TransformTable,
         resolve_query,
     )
     from spatial_llava_ros.scene.bag import read_bag
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     record = FrameRecord.from_marked_frame(marked, chosen.frame_id)
     config = PipelineConfig(target_frame=args.target_frame, base_frame=args.base_frame,
                             standoff=args.standoff, max_frame_age=0.0)
-    tf = transform_table(chosen.transforms)
+    tf = TransformTable.from_edges(chosen.transforms)
     failures = 0
     for n, query in enumerate(args.query):
         outcome = resolve_query(QueryRequest(query, action), record, resolver, tf, config,

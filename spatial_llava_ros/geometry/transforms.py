@@ -9,11 +9,12 @@ into frame a (tf2's ``lookup_transform(target=a, source=b)``).
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
-from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.errors import InputError, ResolveError
 
 _UNIT_TOL = 1e-6
 
@@ -170,3 +171,54 @@ def transform_to_translation_quaternion(transform: np.ndarray) -> tuple[np.ndarr
     """4x4 -> (translation (3,), quaternion (x, y, z, w)): the fields of a tf2 Transform."""
     m = check_transform(transform)
     return m[:3, 3].copy(), matrix_to_quaternion(m[:3, :3])
+
+
+class TransformUnavailableError(ResolveError):
+    """tf could not give ``target <- source`` at the frame's stamp."""
+
+
+class TransformTable:
+    """A tf-like lookup over fixed transforms (replay, tests, a static robot).
+
+    ``add(parent, child, parent_T_child)``; ``lookup(target, source, stamp)`` chains edges
+    in either direction (breadth-first), ignoring the stamp.
+    """
+
+    def __init__(self) -> None:
+        self._edges: dict[str, dict[str, np.ndarray]] = {}
+
+    @classmethod
+    def from_edges(cls, edges: dict[tuple[str, str], np.ndarray]) -> TransformTable:
+        """A table of ``{(parent, child): parent_T_child}`` (a bag's /tf at one stamp)."""
+        table = cls()
+        for (parent, child), matrix in edges.items():
+            table.add(parent, child, matrix)
+        return table
+
+    def add(self, parent: str, child: str, parent_from_child: np.ndarray) -> None:
+        m = check_transform(parent_from_child)
+        if not parent or not child or parent == child:
+            raise InputError(f'a transform needs two different frame names, got '
+                             f'{parent!r} -> {child!r}')
+        self._edges.setdefault(parent, {})[child] = m
+        self._edges.setdefault(child, {})[parent] = invert_transform(m)
+
+    def lookup(self, target: str, source: str, stamp_ns: int = 0) -> np.ndarray:
+        if target == source:
+            return np.eye(4)
+        seen = {target: np.eye(4)}
+        todo = deque([target])
+        while todo:
+            frame = todo.popleft()
+            for nxt, frame_from_nxt in self._edges.get(frame, {}).items():
+                if nxt in seen:
+                    continue
+                seen[nxt] = compose(seen[frame], frame_from_nxt)
+                if nxt == source:
+                    return seen[nxt]
+                todo.append(nxt)
+        known = sorted(self._edges)
+        raise TransformUnavailableError(f'no transform from {source!r} to {target!r}; '
+                                        f'frames known: {known}')
+
+    __call__ = lookup

@@ -30,9 +30,7 @@ class StampedTransforms:
         self._lock = threading.Lock()
 
     def add(self, stamp_ns: int, transforms: dict[tuple[str, str], np.ndarray]) -> None:
-        table = TransformTable()
-        for (parent, child), matrix in transforms.items():
-            table.add(parent, child, matrix)
+        table = TransformTable.from_edges(transforms)
         with self._lock:
             self._tables[int(stamp_ns)] = table
             while len(self._tables) > self.keep:

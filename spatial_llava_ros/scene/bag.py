@@ -24,7 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from spatial_llava_ros.errors import InputError
-from spatial_llava_ros.geometry.transforms import matrix_to_quaternion, quaternion_to_matrix
+from spatial_llava_ros.geometry.transforms import (
+    TransformTable,
+    TransformUnavailableError,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
 from spatial_llava_ros.image_codec import (
     decode_image,
     depth_to_metres,
@@ -82,35 +87,17 @@ class BagFrame:
 
     def lookup(self, target: str, source: str | None = None) -> np.ndarray | None:
         """target_T_source (default source: the image's frame) through the tf tree, or None."""
-        return lookup_transform(self.transforms, target, source or self.frame_id)
+        try:
+            return TransformTable.from_edges(self.transforms).lookup(target,
+                                                                     source or self.frame_id)
+        except TransformUnavailableError:
+            return None
 
     def to_frame(self, target: str = MAP_FRAME) -> Frame:
         """As a core Frame (no instance masks in a bag: all zeros); pose identity if no tf."""
         pose = self.lookup(target)
         return Frame(self.rgb, self.depth, np.zeros(self.depth.shape, np.int32), self.intrinsics,
                      np.eye(4) if pose is None else pose, self.stamp_ns)
-
-
-def lookup_transform(transforms: dict[tuple[str, str], np.ndarray], target: str,
-                     source: str) -> np.ndarray | None:
-    """Compose parent->child edges into target_T_source; None when not connected."""
-    parent = {child: (par, t) for (par, child), t in transforms.items()}
-
-    def to_root(frame: str) -> tuple[str, np.ndarray]:
-        pose = np.eye(4)
-        seen = set()
-        while frame in parent and frame not in seen:
-            seen.add(frame)
-            par, t = parent[frame]
-            pose = t @ pose
-            frame = par
-        return frame, pose
-
-    root_s, root_t_source = to_root(source)
-    root_t, root_t_target = to_root(target)
-    if root_s != root_t:
-        return None
-    return np.linalg.inv(root_t_target) @ root_t_source
 
 
 def _header(ts, stamp_ns: int, frame_id: str):
