@@ -30,6 +30,9 @@ def test_heard_command_becomes_query_fields():
     assert query_fields(Transcript('pick up the red mug', 0.9, True))['action'] == MANIPULATE
     assert query_fields(Transcript('where is the lamp', 0.9, True))['action'] == LOCATE
     assert query_fields(Transcript('mark 3', 0.9, True))['text'] == 'mark 3'
+    # the verb goes to `action`, the mark alone to the resolver (pipeline.named_mark)
+    assert query_fields(Transcript('go to mark 12', 0.9, True)) == {
+        'text': 'mark 12', 'action': NAVIGATE, 'target_frame': ''}
     assert set(ACTION_TO_QUERY.values()) == {LOCATE, NAVIGATE, MANIPULATE}
 
 
@@ -49,11 +52,12 @@ def test_vocabulary_follows_the_marks():
     assert v.categories == ['sofa'] and v.mark_ids == [5]
 
 
-def test_node_module_imports_with_ros():
-    pytest.importorskip('rclpy', reason='ROS 2 (rclpy) is not installed')
-    from spatial_llava_ros.nodes import speech_node
+def test_speech_params_are_declared_data():
+    from spatial_llava_ros.nodes.params import NODE_PARAMS, PCM_FORMATS, SPEECH_PARAMS
+    from spatial_llava_ros.speech.ros_bridge import SAMPLE_FORMATS
 
-    names = [p.name for p in speech_node.SPEECH_PARAMS]
-    assert len(names) == len(set(names))
+    assert NODE_PARAMS['speech_node'] is SPEECH_PARAMS
+    assert set(PCM_FORMATS) == set(SAMPLE_FORMATS)
+    names = [p.name for p in SPEECH_PARAMS]
     assert {'audio_topic', 'sample_rate', 'backend', 'audio_msg_type'} <= set(names)
-    assert all(p.check(p.default) is None for p in speech_node.SPEECH_PARAMS)
+    assert all(p.check(p.default) is None for p in SPEECH_PARAMS)

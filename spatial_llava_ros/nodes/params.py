@@ -14,6 +14,10 @@ from spatial_llava_ros.errors import InputError
 
 PROPOSAL_SOURCES = ('depth', 'color', 'detections', 'sam')
 MARK_STYLES = ('number', 'contour', 'box', 'tint')
+AUDIO_TYPES = ('auto', 'audio_common_msgs/AudioData', 'std_msgs/Int16MultiArray',
+               'std_msgs/UInt8MultiArray')
+PCM_FORMATS = ('S16LE', 'S32LE', 'F32LE', 'U8')  # speech.ros_bridge.SAMPLE_FORMATS' keys
+SPEECH_BACKENDS = ('pocketsphinx', 'whisper')
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,33 @@ RESOLVER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('frames_kept', 5, 'marked frames kept for the resolver', 1, 100, read_only=True),
 )
 
-NODE_PARAMS = {'marker_node': MARKER_PARAMS, 'resolver_node': RESOLVER_PARAMS}
+SPEECH_PARAMS: tuple[ParamSpec, ...] = (
+    _topic('audio_topic', 'audio', 'audio in (AudioData, Int16MultiArray or UInt8MultiArray)'),
+    ParamSpec('audio_msg_type', 'auto', 'audio message type; auto = AudioData when '
+              'audio_common_msgs is installed, else Int16MultiArray', choices=AUDIO_TYPES,
+              read_only=True),
+    ParamSpec('sample_rate', 16000, 'sample rate of the audio topic, Hz', 8000, 192000),
+    ParamSpec('channels', 1, 'interleaved channels in the audio topic', 1, 8),
+    ParamSpec('sample_format', 'S16LE', 'PCM format of AudioData / UInt8MultiArray',
+              choices=PCM_FORMATS),
+    ParamSpec('backend', 'pocketsphinx', 'speech backend: pocketsphinx (grammar, offline, '
+              'default) | whisper (model_dir)', choices=SPEECH_BACKENDS, read_only=True),
+    ParamSpec('model_dir', '', 'local model directory (whisper); empty = backend default',
+              read_only=True),
+    ParamSpec('min_confidence', -1.0, 'reject below this; < 0 = backend default', -1.0, 1.0),
+    ParamSpec('categories', '', 'comma-separated categories for the grammar; empty = '
+              'detector labels from marks, else every category the generator knows'),
+    ParamSpec('target_frame', '', 'SpatialQuery.target_frame (empty = resolver default)'),
+    _topic('marks_topic', 'marks', 'MarkArray in (the grammar follows the marks in view)'),
+    _topic('query_topic', 'spatial_query', 'SpatialQuery out, one per heard command'),
+    _topic('transcript_topic', 'speech/transcript', 'std_msgs/String (JSON) out, one per '
+           'utterance'),
+    ParamSpec('max_utterance_s', 10.0, 'cut an utterance after this long, seconds', 1.0, 60.0,
+              read_only=True),
+)
+
+NODE_PARAMS = {'marker_node': MARKER_PARAMS, 'resolver_node': RESOLVER_PARAMS,
+               'speech_node': SPEECH_PARAMS}
 
 
 def spec(specs: tuple[ParamSpec, ...], name: str) -> ParamSpec:

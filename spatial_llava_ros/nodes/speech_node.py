@@ -30,12 +30,11 @@ from std_msgs.msg import Int16MultiArray, String, UInt8MultiArray
 
 from spatial_llava_ros.errors import SpatialLlavaError
 from spatial_llava_ros.msg import MarkArray, SpatialQuery
-from spatial_llava_ros.nodes.params import ParamSpec
+from spatial_llava_ros.nodes.params import AUDIO_TYPES, SPEECH_PARAMS
 from spatial_llava_ros.nodes.ros_common import COMMAND_QOS, declare_specs, param, spin
 from spatial_llava_ros.speech.audio import to_model_rate
 from spatial_llava_ros.speech.recognizer import SpeechRecognizer
 from spatial_llava_ros.speech.ros_bridge import (
-    SAMPLE_FORMATS,
     decode_int16,
     decode_pcm,
     query_fields,
@@ -49,40 +48,11 @@ try:  # audio_common (ros-<distro>-audio-common-msgs) is optional
 except ImportError:  # pragma: no cover - depends on the ROS install
     AudioData = None
 
-AUDIO_TYPES = ('auto', 'audio_common_msgs/AudioData', 'std_msgs/Int16MultiArray',
-               'std_msgs/UInt8MultiArray')
-
-SPEECH_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec('audio_topic', 'audio', 'audio in', read_only=True),
-    ParamSpec('audio_msg_type', 'auto', 'audio message type; auto = AudioData when '
-              'audio_common_msgs is installed, else Int16MultiArray', choices=AUDIO_TYPES,
-              read_only=True),
-    ParamSpec('sample_rate', 16000, 'sample rate of the audio topic, Hz', 8000, 192000),
-    ParamSpec('channels', 1, 'interleaved channels in the audio topic', 1, 8),
-    ParamSpec('sample_format', 'S16LE', 'PCM format of AudioData / UInt8MultiArray',
-              choices=tuple(SAMPLE_FORMATS)),
-    ParamSpec('backend', 'pocketsphinx', 'speech backend', choices=('pocketsphinx', 'whisper'),
-              read_only=True),
-    ParamSpec('model_dir', '', 'local model directory (whisper); empty = backend default',
-              read_only=True),
-    ParamSpec('min_confidence', -1.0, 'reject below this; < 0 = backend default', -1.0, 1.0),
-    ParamSpec('categories', '', 'comma-separated categories for the grammar; empty = '
-              'detector labels from marks, else every category the generator knows'),
-    ParamSpec('target_frame', '', 'SpatialQuery.target_frame (empty = resolver default)'),
-    ParamSpec('marks_topic', 'marks', 'MarkArray in (grammar follows the marks)',
-              read_only=True),
-    ParamSpec('query_topic', 'spatial_query', 'SpatialQuery out', read_only=True),
-    ParamSpec('transcript_topic', 'speech/transcript', 'String (JSON) out', read_only=True),
-    ParamSpec('max_utterance_s', 10.0, 'cut an utterance after this long', 1.0, 60.0,
-              read_only=True),
-)
-
-
 class SpeechNode(Node):
     """Audio topic -> VAD -> recogniser (worker thread) -> SpatialQuery + transcript."""
 
-    def __init__(self) -> None:
-        super().__init__('speech')
+    def __init__(self, **kwargs) -> None:
+        super().__init__('speech_node', **kwargs)
         declare_specs(self, SPEECH_PARAMS)
         min_conf = float(param(self, 'min_confidence'))
         self._recognizer = SpeechRecognizer(param(self, 'backend'),
