@@ -231,6 +231,33 @@ def frame_age_seconds(frame_stamp_ns: int, now_ns: int) -> float:
     return max(0.0, (int(now_ns) - int(frame_stamp_ns)) * 1e-9)
 
 
+def named_mark(text: str) -> int | None:
+    """The mark a query names outright ("mark 3", "go to mark number three"), else None.
+
+    Such a query needs no model: the user read the number off the marked image. Parsed by
+    the same rules as spoken commands (speech.command), so typed and spoken queries agree.
+    """
+    from spatial_llava_ros.speech.command import parse_command
+
+    if not isinstance(text, str):
+        return None
+    return parse_command(text).mark_id
+
+
+@dataclass
+class NamedMark:
+    """A Resolution-shaped answer for a query that names its mark (no model call)."""
+
+    best_id: int
+    confidence: float = 1.0
+    abstained: bool = False
+    reason: str = ''
+
+    @property
+    def ranked(self) -> list[tuple[int, float]]:
+        return [(self.best_id, 1.0)]
+
+
 def _ranked(resolution: Any) -> list[tuple[int, float]]:
     ranked = getattr(resolution, 'ranked', None)
     if ranked is None:
@@ -263,12 +290,19 @@ def resolve_query(query: QueryRequest, frame: FrameRecord | None, resolver: Scor
     if not mark_ids:
         return out.fail(NO_MARKS, f'no marks in the frame at {frame.stamp_ns} ns '
                         '(no object proposals survived)')
-    try:
-        resolution = resolver.score(frame.image, mark_ids, query.text.strip())
-    except InputError as exc:
-        return out.fail(BAD_QUERY, str(exc))
-    except SpatialLlavaError as exc:
-        return out.fail(MODEL_ERROR, str(exc))
+    named = named_mark(query.text)
+    if named is not None:  # "mark 3", "go to mark three": the user already chose
+        if named not in mark_ids:
+            return out.fail(BAD_QUERY, f'the query names mark {named}, but the frame at '
+                            f'{frame.stamp_ns} ns has marks {sorted(mark_ids)}')
+        resolution = NamedMark(named)
+    else:
+        try:
+            resolution = resolver.score(frame.image, mark_ids, query.text.strip())
+        except InputError as exc:
+            return out.fail(BAD_QUERY, str(exc))
+        except SpatialLlavaError as exc:
+            return out.fail(MODEL_ERROR, str(exc))
     out.ranked = _ranked(resolution)
     out.confidence = float(resolution.confidence)
     if resolution.abstained or resolution.best_id is None:

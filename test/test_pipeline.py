@@ -273,3 +273,31 @@ def test_frame_buffer_keeps_the_newest_few_in_order():
     assert buf.nearest(22).stamp_ns == 20 and buf.nearest(0).stamp_ns == 20
     buf.clear()
     assert buf.latest() is None
+
+
+class _NoModel:
+    """A resolver that must not be called: a query naming its mark needs no model."""
+
+    def score(self, *args):
+        raise AssertionError('the model was asked about a query that names its mark')
+
+
+def test_a_query_naming_a_mark_takes_that_mark_without_the_model(object_record):
+    record = object_record
+    wanted = record.mark_ids[-1]
+    for text in (f'mark {wanted}', f'go to mark number {wanted}', f'Mark {wanted}.'):
+        out = resolve_query(QueryRequest(text, NAVIGATE), record, _NoModel(), _tf(),
+                            PipelineConfig(standoff=0.5), now_ns=STAMP)
+        assert out.success, out.reason
+        assert out.mark_id == wanted and out.confidence == 1.0
+        assert out.ranked == [(wanted, 1.0)]
+        np.testing.assert_allclose(out.target_camera, record.mark(wanted).centroid)
+    absent = max(record.mark_ids) + 5
+    out = resolve_query(QueryRequest(f'go to mark {absent}'), record, _NoModel(), _tf(),
+                        PipelineConfig(), now_ns=STAMP)
+    assert not out.success and out.code == BAD_QUERY
+    assert f'names mark {absent}' in out.reason and str(sorted(record.mark_ids)) in out.reason
+    # a mark used as a landmark is still a question for the model
+    with pytest.raises(AssertionError, match='the model was asked'):
+        resolve_query(QueryRequest(f'the box left of mark {wanted}'), record, _NoModel(),
+                      _tf(), PipelineConfig(), now_ns=STAMP)

@@ -53,6 +53,8 @@ class Transcript:
         if not self.heard:
             return ''
         command = parse_command(self.text)
+        if command.mark_id is not None:  # "go to mark three": the verb is in `action`
+            return f'mark {command.mark_id}'
         return command.expression or command.text
 
     def to_dict(self) -> dict:
