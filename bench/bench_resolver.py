@@ -55,12 +55,18 @@ FILLER = 'near the wooden table and the lamp by the window'.split()
 
 
 def build_random(
-    device: torch.device, dtype: torch.dtype, meta: bool = False, size: str = '7b'
+    device: torch.device,
+    dtype: torch.dtype,
+    meta: bool = False,
+    size: str = '7b',
+    layers: int | None = None,
 ) -> LoadedModel:
     """Random weights initialised directly on ``device`` in ``dtype`` (no fp32 copy).
 
     ``size='7b'``: the LLaVA-1.5-7B architecture (the GPU benchmark). ``size='tiny'``: the
-    same code path with the tiny config, so it can be checked on a CPU.
+    same code path with the tiny config, so it can be checked on a CPU. ``layers``: cut both
+    towers to that many layers, widths kept (a smoke run of the 7B shapes on a CPU before
+    spending GPU time; its timings are not the 7B's).
     """
     from transformers import LlavaForConditionalGeneration
 
@@ -74,6 +80,10 @@ def build_random(
         config = tiny_config(len(tokenizer), tokenizer.convert_tokens_to_ids('<image>'))
         processor = build_processor(tokenizer, image_size=32, patch_size=8)
     config._attn_implementation = 'sdpa'
+    if layers is not None:
+        config.text_config.num_hidden_layers = layers
+        # features come from layer -2 (vision_feature_layer): keep at least two
+        config.vision_config.num_hidden_layers = max(layers, 2)
     target = torch.device('meta') if meta else device
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -147,7 +157,10 @@ def run(args: argparse.Namespace) -> dict:
     dtype = pick_dtype(args.dtype, device)
     tmp = tempfile.TemporaryDirectory()
     if args.model in ('7b', 'tiny-random'):
-        loaded = build_random(device, dtype, meta=args.dry_run, size=args.model.split('-')[0])
+        loaded = build_random(device, dtype, meta=args.dry_run, size=args.model.split('-')[0],
+                              layers=args.layers)
+    elif args.layers is not None:
+        raise SystemExit('--layers applies to the random models (7b, tiny-random) only')
     elif args.model == 'tiny':
         loaded = load_model(make_tiny_model(Path(tmp.name) / 'tiny'), device=device, dtype=dtype)
     else:
@@ -161,6 +174,7 @@ def run(args: argparse.Namespace) -> dict:
     n_params = sum(p.numel() for p in loaded.model.parameters())
     info = {
         'model': args.model,
+        'layers_override': args.layers,
         'params': n_params,
         'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu',
         'cpu': platform.processor() or platform.machine(),
@@ -317,7 +331,10 @@ def markdown(report: dict) -> str:
         ),
     ]
     mem = ', '.join(f'{k} {v}' for k, v in res['memory'].items())
+    smoke = info.get('layers_override')
     lines = [
+        *([f'SMOKE RUN: both towers cut to {smoke} layer(s), widths kept; these timings are '
+           'NOT the 7B figures.', ''] if smoke is not None else []),
         f"Device: {info['device']} ({info['threads']} threads), model {info['model']} "
         f"({info['params'] / 1e6:.1f} M params, {info['dtype']}, {info['attn_implementation']}), "
         f"prompt {info['prompt_tokens']} tokens ({info['image_tokens']} image), "
@@ -363,6 +380,9 @@ def main() -> int:
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--out', default=None, help='JSON output; a .md table is written beside it')
+    p.add_argument('--layers', type=int, default=None,
+                   help='random models only: cut both towers to N layers (CPU smoke run of '
+                   'the 7B shapes; not the 7B speed)')
     p.add_argument('--dry-run', action='store_true',
                    help='build config/tokenizer/prompt only (7b on the meta device), no timing')
     args = p.parse_args()

@@ -22,7 +22,7 @@ def bench():
 def _args(**kw) -> argparse.Namespace:
     base = dict(model='tiny', device='cpu', dtype=None, preprocess=None, prompt_tokens=0,
                 new_tokens=4, batch=3, iters=1, warmup=0, threads=1, height=24, width=40,
-                out=None, dry_run=False)
+                out=None, dry_run=False, layers=None)
     return argparse.Namespace(**(base | kw))
 
 
@@ -45,3 +45,13 @@ def test_tiny_run_reports_every_figure(bench):
     assert 'peak_cpu_rss_mib' in res['memory']
     table = bench.markdown(report)
     assert '| (c) follow-up, cached frame |' in table and 'ratio to (a)' in table
+
+
+def test_layers_smoke_option_is_marked_as_not_the_real_figures(bench):
+    report = bench.run(_args(model='tiny-random', layers=1))
+    assert report['info']['layers_override'] == 1
+    full = bench.run(_args(model='tiny-random'))['info']['params']
+    assert report['info']['params'] < full  # the towers really were cut
+    assert bench.markdown(report).startswith('SMOKE RUN: both towers cut to 1 layer(s)')
+    with pytest.raises(SystemExit, match='random models'):
+        bench.run(_args(model='tiny', layers=1))
