@@ -19,8 +19,11 @@ from spatial_llava_ros.scene.playback import (  # noqa: E402
     PlaybackOptions,
     Schedule,
     StampShifter,
+    fastdds_profile_xml,
+    largest_messages,
     parse_topics,
     play,
+    shm_segment_bytes,
 )
 from spatial_llava_ros.scene.trajectory import render_trajectory  # noqa: E402
 
@@ -294,3 +297,31 @@ def test_unknown_topic_and_offset_past_the_end(bag):
         BagPlayback(bag, PlaybackOptions(topics=('/nope',)))
     with pytest.raises(InputError, match='past the end'):
         BagPlayback(bag, PlaybackOptions(start_offset=5.0))
+
+
+# ---- shared-memory sizing for the DDS writer ---------------------------------------------
+
+def test_largest_messages_and_segment_size(bag):
+    sizes = largest_messages(bag)
+    # 64x48 rgb8 = 9,216 bytes of pixels, depth 32FC1 = 12,288, plus header fields
+    assert 9216 < sizes[COLOR_TOPIC] < 9216 + 200
+    assert 12288 < sizes[DEPTH_TOPIC] < 12288 + 200
+    assert shm_segment_bytes(sizes, {}) == 1 << 20  # small bag: the smallest, 1 MiB
+    big = {'/camera/color/image_raw': 230_500, '/camera/depth/image_raw': 307_300, '/tf': 200}
+    segment = shm_segment_bytes(big, {'/tf': 100})
+    assert segment % (1 << 20) == 0
+    assert segment >= 2 * (230_500 * 12 + 307_300 * 12 + 200 * 102)
+    assert segment < 2 * (230_500 * 12 + 307_300 * 12 + 200 * 102) + (1 << 20)
+
+
+def test_fastdds_profile_is_xml_with_the_segment():
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(fastdds_profile_xml(13 << 20))
+    ns = {'f': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}
+    assert root.find('.//f:segment_size', ns).text == str(13 << 20)
+    assert [t.text for t in root.findall('.//f:userTransports/f:transport_id', ns)] == \
+        ['bag_player_shm', 'bag_player_udp']
+    assert root.find('.//f:participant', ns).get('is_default_profile') == 'true'
+    with pytest.raises(InputError):
+        fastdds_profile_xml(0)

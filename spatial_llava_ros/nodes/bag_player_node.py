@@ -10,12 +10,22 @@ bag period per pass so tf keeps working) live in the ROS-free
     ros2 run spatial_llava_ros bag_player_node --ros-args -p bag:=/tmp/traj.mcap -p loop:=true
 
 A missing or unreadable bag is one error line and exit code 1.
+
+Fast DDS (the default RMW of Humble and Jazzy) keeps a writer's samples in a 512 KiB
+shared-memory segment per process; camera images overflow it, samples are lost, and a lost
+/tf sample stalls tf for a 3 s heartbeat. Unless the user gives a Fast DDS profile
+(FASTRTPS_DEFAULT_PROFILES_FILE / FASTDDS_DEFAULT_PROFILES_FILE) or another RMW, main()
+sizes the segment from the bag's largest messages and writes a profile for this process only
+before rclpy.init (scene.playback.shm_segment_bytes says how, and what was measured).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
 import threading
+from pathlib import Path
 
 import rclpy
 from rclpy.exceptions import ParameterException
@@ -31,11 +41,14 @@ from spatial_llava_ros.scene.playback import (
     BagTopic,
     PlaybackMessage,
     PlaybackOptions,
+    fastdds_profile_xml,
     parse_topics,
     play,
+    shm_segment_bytes,
 )
 
 NODE_NAME = 'bag_player'
+FASTDDS_PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')
 
 PLAYER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('bag', '', 'ROS 2 bag to play: an .mcap / .db3 file or a rosbag2 folder',
@@ -200,13 +213,76 @@ class BagPlayerNode(Node):
         self.playback.close()
 
 
+def _params_file_bag(path: str) -> str | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding='utf-8'))
+    except (OSError, yaml.YAMLError):
+        return None
+    stack = [data]
+    while stack:  # {'/**': {'ros__parameters': {'bag': ...}}}, also under namespaces
+        item = stack.pop()
+        if isinstance(item, dict):
+            params = item.get('ros__parameters')
+            if isinstance(params, dict) and isinstance(params.get('bag'), str):
+                return params['bag']
+            stack.extend(v for v in item.values() if isinstance(v, dict))
+    return None
+
+
+def bag_argument(argv: list[str]) -> str | None:
+    """The ``bag`` parameter as given on the command line (``-p bag:=X`` wins) or in a
+    ``--params-file`` (how launch passes it), read before rclpy parses them."""
+    from_file = None
+    for flag, value in zip(argv, argv[1:]):
+        if flag in ('-p', '--param') and value.startswith('bag:='):
+            return value[len('bag:='):]
+        if flag == '--params-file' and from_file is None:
+            from_file = _params_file_bag(value)
+    return from_file
+
+
+def shm_profile_for(argv: list[str]) -> tuple[str | None, str]:
+    """Write a Fast DDS profile whose shared-memory segment fits the bag's messages and point
+    this process at it; returns (profile path or None, what was done, for the log)."""
+    if any(os.environ.get(v) for v in FASTDDS_PROFILE_VARS):
+        return None, 'Fast DDS profile given by the environment; shared memory left as set there'
+    rmw = os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    if 'fastrtps' not in rmw and 'fastdds' not in rmw:
+        return None, f'{rmw}: no Fast DDS shared-memory profile needed'
+    bag = bag_argument(argv)
+    if not bag:
+        return None, 'no bag argument found; Fast DDS shared memory left at its default'
+    try:
+        with BagPlayback(bag) as pb:
+            depths = {t.topic: qos_for(t).depth for t in pb.topics}
+        from spatial_llava_ros.scene.playback import largest_messages
+
+        sizes = largest_messages(bag)
+    except SpatialLlavaError:
+        return None, 'bag unreadable'  # the node reports it with the full message
+    segment = shm_segment_bytes(sizes, depths)
+    fd, path = tempfile.mkstemp(prefix='bag_player_fastdds_', suffix='.xml')
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(fastdds_profile_xml(segment))
+    for var in FASTDDS_PROFILE_VARS:
+        os.environ[var] = path
+    return path, (f'Fast DDS shared-memory segment {segment >> 20} MiB for messages up to '
+                  f'{max(sizes.values()) / 1e3:.0f} kB (profile {path})')
+
+
 def main(args=None) -> int:
     """Play until the bag ends (loop false) or Ctrl-C; 1 (one error line) if it cannot."""
-    rclpy.init(args=args)
+    import sys
+
+    profile, note = shm_profile_for(list(sys.argv if args is None else args))
     node = None
     code = 0
     try:
+        rclpy.init(args=args)
         node = BagPlayerNode()
+        node.get_logger().info(note)
         node.start()
         executor = SingleThreadedExecutor()  # parameter services only; playing is threaded
         executor.add_node(node)
@@ -227,6 +303,8 @@ def main(args=None) -> int:
                 rclpy.logging.get_logger(NODE_NAME + '.summary').info(node.summary())
             node.destroy_node()
         rclpy.try_shutdown()
+        if profile is not None:
+            Path(profile).unlink(missing_ok=True)
     return code
 
 

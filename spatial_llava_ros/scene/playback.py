@@ -347,6 +347,64 @@ class PlaybackStats:
         return self.total_late_s / self.messages if self.messages else 0.0
 
 
+def largest_messages(path: str | Path, max_messages: int = 400) -> dict[str, int]:
+    """The largest CDR size per topic among the first ``max_messages`` messages of a bag
+    (sensor messages keep their size, so this bounds a pass without reading it all)."""
+    with BagPlayback(path) as pb:
+        sizes: dict[str, int] = {}
+        for i, msg in enumerate(pb.messages()):
+            sizes[msg.topic] = max(sizes.get(msg.topic, 0), len(msg.data))
+            if i + 1 >= max_messages:
+                break
+    return sizes
+
+
+def shm_segment_bytes(sizes: dict[str, int], depths: dict[str, int]) -> int:
+    """Shared-memory segment a DDS writer participant needs to hold every publisher's
+    history (``depths[topic]`` samples, 10 if absent) plus two in flight, doubled for the
+    allocator, in whole MiB (so at least 1 MiB; Fast DDS's default is 512 KiB).
+
+    Why: Fast DDS keeps every sample a writer holds in one shared-memory segment per
+    participant, 512 KiB by default. One 320x240 colour + depth pair (0.53 MB) already
+    overflows it; a sample that finds no room is lost, and a lost sample on a RELIABLE topic
+    (/tf) blocks that topic's in-order delivery until the next heartbeat (3 s): measured as
+    3.0 s gaps in /tf at a subscriber while the replay system ran."""
+    need = sum(size * (depths.get(topic, 10) + 2) for topic, size in sizes.items())
+    mib = 1 << 20
+    return max(mib, -(-2 * need // mib) * mib)
+
+
+def fastdds_profile_xml(segment_bytes: int) -> str:
+    """A Fast DDS XML profile: the default transports (shared memory, then UDPv4) with a
+    shared-memory segment of ``segment_bytes``."""
+    if segment_bytes <= 0:
+        raise InputError(f'shared-memory segment must be > 0 bytes, got {segment_bytes}')
+    return (
+        '<?xml version="1.0" encoding="UTF-8" ?>\n'
+        '<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">\n'
+        '  <transport_descriptors>\n'
+        '    <transport_descriptor>\n'
+        '      <transport_id>bag_player_shm</transport_id>\n'
+        '      <type>SHM</type>\n'
+        f'      <segment_size>{int(segment_bytes)}</segment_size>\n'
+        '    </transport_descriptor>\n'
+        '    <transport_descriptor>\n'
+        '      <transport_id>bag_player_udp</transport_id>\n'
+        '      <type>UDPv4</type>\n'
+        '    </transport_descriptor>\n'
+        '  </transport_descriptors>\n'
+        '  <participant profile_name="bag_player" is_default_profile="true">\n'
+        '    <rtps>\n'
+        '      <userTransports>\n'
+        '        <transport_id>bag_player_shm</transport_id>\n'
+        '        <transport_id>bag_player_udp</transport_id>\n'
+        '      </userTransports>\n'
+        '      <useBuiltinTransports>false</useBuiltinTransports>\n'
+        '    </rtps>\n'
+        '  </participant>\n'
+        '</profiles>\n')
+
+
 def play(playback: BagPlayback, publish: Callable[[PlaybackMessage], None],
          publish_clock: Callable[[int], None] | None = None, *, clock_hz: float = 100.0,
          stop: threading.Event | None = None, max_loops: int | None = None,
