@@ -139,7 +139,9 @@ class BagPlayerNode(Node):
                 except InputError as exc:
                     self.get_logger().warning(f'not playing {topic.topic}: {exc}')
                     continue
-                self._pubs[topic.topic] = self.create_publisher(cls, topic.topic, qos_for(topic))
+                pub = self.create_publisher(cls, topic.topic, qos_for(topic))
+                # publish(bytes) sends CDR as is (Jazzy); older rclpy spells it publish_raw
+                self._pubs[topic.topic] = getattr(pub, 'publish_raw', pub.publish)
             if not self._pubs:
                 raise InputError(f'none of the {len(self.playback.topics)} topics of '
                                  f'{self.playback.path} has a message type available here')
@@ -172,9 +174,9 @@ class BagPlayerNode(Node):
     # ---- player thread ------------------------------------------------------------------
 
     def _publish(self, msg: PlaybackMessage) -> None:
-        pub = self._pubs.get(msg.topic)
-        if pub is not None:
-            pub.publish(msg.data)
+        send = self._pubs.get(msg.topic)
+        if send is not None:
+            send(msg.data)
         if msg.loop != self._loop_seen:
             self._loop_seen = msg.loop
             self.get_logger().info(f'pass {msg.loop + 1} started', throttle_duration_sec=30.0)
