@@ -139,6 +139,8 @@ class MarkerNode(Node):
             except SpatialLlavaError as exc:  # a bad frame: say why, keep going
                 self.get_logger().warning(f'frame not marked: {exc}', throttle_duration_sec=5.0)
             except Exception as exc:  # noqa: BLE001 - the worker must survive a bug
+                if not self.context.ok():  # Ctrl-C shut the context before close(): quiet exit
+                    break
                 self.get_logger().error(f'marking failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=5.0)
 
