@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from spatial_llava_ros.speech.backend import Transcript
 from spatial_llava_ros.speech.ros_bridge import (
     ACTION_TO_QUERY,
