@@ -39,7 +39,6 @@ from ament_index_python.packages import get_package_share_directory  # noqa: E40
 from geometry_msgs.msg import PoseStamped, TransformStamped  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from tf2_ros import StaticTransformBroadcaster  # noqa: E402
@@ -57,6 +56,7 @@ from spatial_llava_ros.nodes.conversions import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ros_launch_helpers as helpers  # noqa: E402
 import test_launch_scene as scene  # noqa: E402
 
 COLOR, DEPTH, INFO = '/test_camera/color', '/test_camera/depth', '/test_camera/camera_info'
@@ -123,16 +123,7 @@ class TestBringup(unittest.TestCase):
     # ---- helpers ------------------------------------------------------------------------
 
     def spin_until(self, done, timeout: float, publish=None) -> bool:
-        end = time.monotonic() + timeout
-        next_frame = 0.0
-        while time.monotonic() < end:
-            if publish is not None and time.monotonic() >= next_frame:
-                publish()
-                next_frame = time.monotonic() + 0.2
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if done():
-                return True
-        return False
+        return helpers.spin_until(self.node, done, timeout, publish)
 
     def publish_frame(self, frame_id: str = scene.OPTICAL, depth: np.ndarray | None = None):
         f = self.frame
@@ -184,25 +175,11 @@ class TestBringup(unittest.TestCase):
         self.assertTrue(ok, f'no MarkArray in {frame_id} within 30 s')
 
     def assert_active(self):
-        client = self.node.create_client(GetState, '/resolver_node/get_state')
-        self.assertTrue(client.wait_for_service(timeout_sec=10.0))
-        future = client.call_async(GetState.Request())
-        self.spin_until(future.done, 10.0)
-        self.assertEqual(future.result().current_state.label, 'active')
-        self.node.destroy_client(client)
+        self.assertEqual(helpers.lifecycle_state(self.node, timeout=10.0), 'active')
 
     def wait_active(self):
-        client = self.node.create_client(GetState, '/resolver_node/get_state')
-        end = time.monotonic() + 120.0
-        while time.monotonic() < end:
-            if client.wait_for_service(timeout_sec=1.0):
-                future = client.call_async(GetState.Request())
-                self.spin_until(future.done, 5.0)
-                if future.done() and future.result().current_state.label == 'active':
-                    self.node.destroy_client(client)
-                    return
-            time.sleep(0.5)
-        self.fail('resolver_node did not become active within 120 s')
+        if not helpers.wait_for_state(self.node, 'active', timeout=120.0):
+            self.fail('resolver_node did not become active within 120 s')
 
     # ---- cases (run in name order) -----------------------------------------------------
 

@@ -47,7 +47,6 @@ from ament_index_python.packages import (  # noqa: E402
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -68,6 +67,7 @@ from spatial_llava_ros.scene.bag import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ros_launch_helpers as helpers  # noqa: E402
 from test_launch_scene import object_in_box  # noqa: E402
 
 # seed 2 at 320x240: every depth mark of all 6 frames lies on an object, its centroid inside
@@ -139,25 +139,11 @@ class TestReplay(unittest.TestCase):
         rclpy.shutdown()
 
     def spin_until(self, done, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if done():
-                return True
-        return False
+        return helpers.spin_until(self.node, done, timeout)
 
     def wait_active(self):
-        client = self.node.create_client(GetState, '/resolver_node/get_state')
-        end = time.monotonic() + 120.0
-        while time.monotonic() < end:
-            if client.wait_for_service(timeout_sec=1.0):
-                future = client.call_async(GetState.Request())
-                self.spin_until(future.done, 5.0)
-                if future.done() and future.result().current_state.label == 'active':
-                    self.node.destroy_client(client)
-                    return
-            time.sleep(0.5)
-        self.fail('resolver_node did not become active within 120 s')
+        if not helpers.wait_for_state(self.node, 'active', timeout=120.0):
+            self.fail('resolver_node did not become active within 120 s')
 
     # ---- cases (run in name order) -----------------------------------------------------
 
