@@ -302,7 +302,8 @@ def test_unknown_topic_and_offset_past_the_end(bag):
 # ---- shared-memory sizing for the DDS writer ---------------------------------------------
 
 def test_largest_messages_and_segment_size(bag):
-    sizes = largest_messages(bag)
+    with BagPlayback(bag) as pb:
+        sizes = largest_messages(pb)
     # 64x48 rgb8 = 9,216 bytes of pixels, depth 32FC1 = 12,288, plus header fields
     assert 9216 < sizes[COLOR_TOPIC] < 9216 + 200
     assert 12288 < sizes[DEPTH_TOPIC] < 12288 + 200

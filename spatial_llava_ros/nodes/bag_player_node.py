@@ -42,6 +42,7 @@ from spatial_llava_ros.scene.playback import (
     PlaybackMessage,
     PlaybackOptions,
     fastdds_profile_xml,
+    largest_messages,
     parse_topics,
     play,
     shm_segment_bytes,
@@ -259,9 +260,7 @@ def shm_profile_for(argv: list[str]) -> tuple[str | None, str]:
     try:
         with BagPlayback(bag) as pb:
             depths = {t.topic: qos_for(t).depth for t in pb.topics}
-        from spatial_llava_ros.scene.playback import largest_messages
-
-        sizes = largest_messages(bag)
+            sizes = largest_messages(pb)
     except SpatialLlavaError:
         return None, 'bag unreadable'  # the node reports it with the full message
     segment = shm_segment_bytes(sizes, depths)

@@ -120,6 +120,7 @@ class StampShifter:
     def __init__(self, typestore) -> None:
         self.typestore = typestore
         self._has_time: dict[str, bool] = {}
+        self._patchable: dict[str, bool] = {}  # shift by rewriting the header's 8 bytes
 
     def _fields(self, msgtype: str) -> list:
         try:
@@ -162,22 +163,22 @@ class StampShifter:
             return bytes(data)
         if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1):
             raise InputError(f'{msgtype}: not plain CDR (encapsulation {bytes(data[:4]).hex()})')
-        if self.header_first(msgtype) and self._header_only_time(msgtype):
+        if self._header_patchable(msgtype):
             return self._shift_header(data, offset_ns)
         msg = self.typestore.deserialize_cdr(data, msgtype)
         self._shift_msg(msg, msgtype, offset_ns)
         return bytes(self.typestore.serialize_cdr(msg, msgtype,
                                                   little_endian=data[1] == 1))
 
-    def _header_only_time(self, msgtype: str) -> bool:
-        """The Header is the only field holding a Time (so patching 8 bytes is complete)."""
-        key = '#header_only:' + msgtype
-        if key not in self._has_time:
+    def _header_patchable(self, msgtype: str) -> bool:
+        """The message starts with a Header and no other field holds a Time, so patching the
+        stamp's 8 bytes is the whole shift (cached: asked for every message)."""
+        if msgtype not in self._patchable:
             rest = self._fields(msgtype)[1:]
-            self._has_time[key] = not any(
+            self._patchable[msgtype] = self.header_first(msgtype) and not any(
                 sub is not None and self.has_time(sub)
                 for sub in (self._sub_type(node) for _, node in rest))
-        return self._has_time[key]
+        return self._patchable[msgtype]
 
     @staticmethod
     def _shift_header(data: bytes, offset_ns: int) -> bytes:
@@ -347,15 +348,14 @@ class PlaybackStats:
         return self.total_late_s / self.messages if self.messages else 0.0
 
 
-def largest_messages(path: str | Path, max_messages: int = 400) -> dict[str, int]:
-    """The largest CDR size per topic among the first ``max_messages`` messages of a bag
-    (sensor messages keep their size, so this bounds a pass without reading it all)."""
-    with BagPlayback(path) as pb:
-        sizes: dict[str, int] = {}
-        for i, msg in enumerate(pb.messages()):
-            sizes[msg.topic] = max(sizes.get(msg.topic, 0), len(msg.data))
-            if i + 1 >= max_messages:
-                break
+def largest_messages(playback: BagPlayback, max_messages: int = 400) -> dict[str, int]:
+    """The largest CDR size per topic among the first ``max_messages`` messages of an open
+    bag (sensor messages keep their size, so this bounds a pass without reading it all)."""
+    sizes: dict[str, int] = {}
+    for i, msg in enumerate(playback.messages(max_loops=1)):
+        sizes[msg.topic] = max(sizes.get(msg.topic, 0), len(msg.data))
+        if i + 1 >= max_messages:
+            break
     return sizes
 
 
