@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument('--stop-at', type=int,
                         help='stop (and export) after this step; the schedule keeps --steps')
     parser.add_argument('--frames-cache', help='prepared-frames cache file (reused if present)')
+    parser.add_argument('--dense-heads-from',
+                        help="override dense_heads_from (an earlier stage's dense_heads.pt)")
     parser.add_argument('--no-resume', action='store_true', help='ignore existing checkpoints')
     parser.add_argument('--device', help='cpu, cuda, cuda:1 (default: CUDA when present)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -46,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.model.base_path = args.base_path
     if args.frames_cache:
         cfg.data.workers_cache = args.frames_cache
+    if args.dense_heads_from:
+        cfg.dense_heads_from = args.dense_heads_from
     result = train(cfg, progress=not args.no_progress)
     last = result.history[-1] if result.history else {}
     print(json.dumps({'final': str(result.final_dir), 'steps': result.steps,

@@ -137,6 +137,7 @@ def tiny_config(
     heads: int = 4,
     intermediate_ratio: int = 2,
     max_positions: int = 1024,
+    vision_feature_layer: int = -2,
     pad_token_id: int = 3,
     bos_token_id: int = 1,
     eos_token_id: int = 2,
@@ -166,7 +167,9 @@ def tiny_config(
         eos_token_id=eos_token_id,
         tie_word_embeddings=False,
     )
-    return _llava_config(LlavaConfig, vision, text, image_token_id, pad_token_id)
+    config = _llava_config(LlavaConfig, vision, text, image_token_id, pad_token_id)
+    config.vision_feature_layer = vision_feature_layer
+    return config
 
 
 def llava15_7b_config():
@@ -235,6 +238,7 @@ def make_tiny_model(
     prompt_texts: list[str] | tuple[str, ...] | None = None,
     max_positions: int = 1024,
     intermediate_ratio: int = 2,
+    vision_feature_layer: int = -2,
 ) -> Path:
     """Write a random tiny LLaVA checkpoint + tokenizer + processor to ``out_dir``.
 
@@ -266,6 +270,7 @@ def make_tiny_model(
         heads=heads,
         intermediate_ratio=intermediate_ratio,
         max_positions=max_positions,
+        vision_feature_layer=vision_feature_layer,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -36,6 +36,7 @@ class ModelInit:
     text_hidden: int = 192
     text_layers: int = 4
     heads: int = 4
+    vision_feature_layer: int = -2  # LLaVA-1.5 reads the second-to-last ViT layer
     seed: int = 0
 
 
@@ -56,6 +57,10 @@ class DataConfig:
     mark_style: str = 'number'
     proposals: str = 'depth'
     kinds: list[str] = field(default_factory=lambda: ['grounding'])  # + conversation
+    free_per_frame: int = 0  # free-form turns (reason, attribute, yes/no) per frame and step
+    vsr_frames: int = 0  # unmarked frames per step with true/false captions (VSR wording)
+    vsr_per_frame: int = 6  # captions asked per unmarked frame
+    workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 
 
@@ -80,6 +85,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     reading_weight: float = 0.0  # mark-reading auxiliary loss (synthetic data), 0 = off
+    dense_weight: float = 0.0  # per-patch ground-truth heads on the image tokens, 0 = off
+    vision_only: bool = False  # pretrain vision + projector on the dense heads alone (no LM)
+    dense_heads_from: str | None = None  # dense_heads.pt of an earlier stage (else fresh)
     dtype: str = 'auto'  # auto: bf16 on CUDA, float32 on CPU
     device: str | None = None
     gradient_checkpointing: bool = False
@@ -126,6 +134,8 @@ class TrainConfig:
                              f'{self.grad_accum} must all be >= 1')
         if self.lr <= 0:
             raise InputError(f'lr must be > 0, got {self.lr}')
+        if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):
+            raise InputError('vision_only needs dense_weight > 0 and synthetic data')
         if self.data.source not in ('synthetic', 'json'):
             raise InputError(f'data.source must be synthetic or json, got {self.data.source!r}')
         if self.data.source == 'json' and not self.data.json_path:

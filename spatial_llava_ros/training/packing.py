@@ -40,6 +40,7 @@ class Example:
     # Mark-reading targets: (image token index, token id) -- the LM state at the image patch
     # that holds a drawn number must predict that number (an auxiliary loss, see below).
     reading: list[tuple[int, int]] = field(default_factory=list)
+    dense: torch.Tensor | None = None  # (heads, image tokens) per-patch targets, see dense.py
 
 
 def grounding_example(image: np.ndarray, mark_ids: list[int], queries: list[tuple[str, int]],
@@ -86,6 +87,7 @@ class Batch:
     num_answers: int
     reading_pos: torch.Tensor | None = None  # (R, 2) image-token positions with a number
     reading_targets: torch.Tensor | None = None  # (R,) the number's first digit token
+    dense_targets: torch.Tensor | None = None  # (B, heads, image tokens), see dense.py
 
 
 class Packer:
@@ -191,13 +193,16 @@ class Packer:
                       torch.tensor(pred_pos, dtype=torch.long).reshape(-1, 2),
                       torch.tensor(targets, dtype=torch.long),
                       torch.tensor(answer_of, dtype=torch.long), answers)
+        if all(ex.dense is not None for ex in examples):
+            batch.dense_targets = torch.stack([ex.dense for ex in examples])
         if reading:
             batch.reading_pos = torch.tensor([(r, p) for r, p, _ in reading], dtype=torch.long)
             batch.reading_targets = torch.tensor([t for _, _, t in reading], dtype=torch.long)
         return batch
 
 
-def answer_loss(model, batch: Batch, reading_weight: float = 0.0
+def answer_loss(model, batch: Batch, reading_weight: float = 0.0, dense_heads=None,
+                dense_weight: float = 0.0, stats: dict | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy over answer tokens, and per-answer exact-match (teacher forced).
 
@@ -206,10 +211,22 @@ def answer_loss(model, batch: Batch, reading_weight: float = 0.0
     mark-reading loss: at the image token of the patch where a number is drawn, the LM must
     predict that number. It gives a model trained from scratch a direct signal for reading
     the marks, which the grounding answer alone provides only through attention.
+    ``dense_heads`` (a ``dense.DenseHeads``) with ``dense_weight`` > 0 adds the per-patch
+    ground-truth loss on the projected image features; its accuracies go to ``stats``.
     """
-    out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                      attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                      use_cache=False)
+    captured: list[torch.Tensor] = []
+    hook = None
+    use_dense = dense_heads is not None and dense_weight > 0 and batch.dense_targets is not None
+    if use_dense:
+        hook = model.model.multi_modal_projector.register_forward_hook(
+            lambda _m, _i, o: captured.append(o))
+    try:
+        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                          attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                          use_cache=False)
+    finally:
+        if hook is not None:
+            hook.remove()
     hidden = out.last_hidden_state[batch.pred_pos[:, 0], batch.pred_pos[:, 1]]
     logits = model.lm_head(hidden).float()
     loss = torch.nn.functional.cross_entropy(logits, batch.targets)
@@ -218,6 +235,13 @@ def answer_loss(model, batch: Batch, reading_weight: float = 0.0
         r_logits = model.lm_head(r_hidden).float()
         loss = loss + reading_weight * torch.nn.functional.cross_entropy(
             r_logits, batch.reading_targets)
+    if use_dense and captured:
+        feats = captured[0].reshape(batch.dense_targets.shape[0], -1, captured[0].shape[-1])
+        d_loss, acc = dense_heads.loss(feats, batch.dense_targets.to(feats.device))
+        loss = loss + dense_weight * d_loss
+        if stats is not None:
+            stats.update({f'dense_{k}': v for k, v in acc.items()})
+            stats['dense_loss'] = float(d_loss.detach())
     hit = (logits.argmax(-1) == batch.targets).float()
     per_answer = torch.ones(batch.num_answers)
     per_answer = per_answer.scatter_reduce(0, batch.answer_of, hit, reduce='amin')

@@ -70,6 +70,12 @@ class MarkedScene:
     anchors: dict[int, tuple[int, int]] = field(default_factory=dict)  # mark id -> (u, v)
     scene: object | None = None
     marked: object | None = None
+    # Extras for a multi-task run (training_frame): the unmarked frame, per-patch targets,
+    # free-form turns (question, answer) and true/false captions (caption, label).
+    rgb: np.ndarray | None = None
+    dense: object | None = None
+    free: list[tuple[str, str]] = field(default_factory=list)
+    vsr: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
@@ -101,6 +107,38 @@ def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
     if keep:
         out.scene, out.marked = scene, marked
     return out
+
+
+def training_frame(seed: int, settings: SomSettings, max_expressions: int, grid: int,
+                   dense: bool, free: bool) -> MarkedScene:
+    """``marked_scene`` plus what a multi-task run trains on, without the bulky scene.
+
+    ``grid`` is the model's patch grid side (dense targets are per patch); ``free`` adds the
+    SUN-Spot-style free-form turns (reasons, attributes, yes/no about marks) and the
+    unmarked frame's true/false captions in the VSR wording.
+    """
+    from spatial_llava_ros.marks.placement import label_rect, label_style
+    from spatial_llava_ros.training.conversations import load_templates, scene_turns
+
+    f = marked_scene(seed, settings, max_expressions=max_expressions, keep=True)
+    scene, marked = f.scene, f.marked
+    f.rgb = scene.frame.rgb
+    if dense:
+        from spatial_llava_ros.training.dense import dense_targets
+
+        h, w = marked.image.shape[:2]
+        style = label_style(h, w, settings.text_height_336)
+        rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w))
+                 for m in marked.marks}
+        f.dense = dense_targets(scene, marked, grid, rects)
+    if free:
+        turns = scene_turns(scene, f.marks_of, load_templates(), seed=seed, max_turns=64)
+        f.free = [(t.question, t.answer) for t in turns if t.kind != 'grounding']
+        for cap in scene.vsr_captions:
+            text = cap.caption[0].upper() + cap.caption[1:]
+            f.vsr.append((f'{text}.', bool(cap.label)))
+    f.scene = f.marked = None
+    return f
 
 
 def settings_from_data(data_cfg) -> SomSettings:
