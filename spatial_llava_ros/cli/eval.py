@@ -22,9 +22,24 @@ def register(subparsers) -> None:
     g.add_argument('--device', default=None, help='cpu, cuda (default: auto)')
     g.add_argument('--scene-size', default=None,
                    help='WxH to render at (default: the size the model was trained on)')
+    g.add_argument('--proposals', default=None, choices=['depth', 'color'],
+                   help="mark proposals (default: the model's som_settings.json); color: "
+                   'colour-only segmentation, as for a camera without depth')
     g.add_argument('--no-plot', action='store_true', help='skip the PNG')
     g.add_argument('--no-progress', action='store_true')
     g.set_defaults(func=run_grounding)
+
+    d = sub.add_parser('describe', help='free-form answers: is the right target mark named?',
+                       description='Ask the grounding_reason questions on synthetic scenes, '
+                       'generate answers, and report how often the first number is the '
+                       "target's mark and the later ones its landmarks' marks.")
+    d.add_argument('--seeds', required=True, help='START:END (end exclusive), e.g. 0:100')
+    d.add_argument('--out', required=True, help='output JSON path')
+    d.add_argument('--model', default=None, help='model directory (default: the shipped model)')
+    d.add_argument('--device', default=None)
+    d.add_argument('--per-scene', type=int, default=4, help='questions per scene (default 4)')
+    d.add_argument('--no-progress', action='store_true')
+    d.set_defaults(func=run_describe)
 
     v = sub.add_parser('vsr', help="zero-shot true/false accuracy in VSR's jsonl format",
                        description='Asks the model whether each caption is true of its image '
@@ -63,6 +78,8 @@ def run_grounding(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise InputError(f'--scene-size must be WxH, got {args.scene_size!r}') from exc
         settings = dataclasses.replace(settings, scene_width=w, scene_height=h)
+    if args.proposals:
+        settings = dataclasses.replace(settings, proposals=args.proposals)
     resolver = Resolver.from_pretrained(model, device=args.device)
     report = evaluate_grounding(resolver, seeds, settings, progress=not args.no_progress)
     report['model'] = str(model)
@@ -71,6 +88,28 @@ def run_grounding(args: argparse.Namespace) -> int:
                       'accuracy_matched': round(report['accuracy_matched'], 4),
                       'random_baseline': round(report['random_baseline'], 4),
                       'n_queries': report['n_queries'], 'files': [str(f) for f in files]}))
+    return 0
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from spatial_llava_ros.evaluation.describe import evaluate_descriptions
+    from spatial_llava_ros.model.resolver import Resolver
+    from spatial_llava_ros.training.config import parse_seeds
+    from spatial_llava_ros.training.synthetic import SomSettings
+
+    model = _model_dir(args.model)
+    resolver = Resolver.from_pretrained(model, device=args.device)
+    report = evaluate_descriptions(resolver, parse_seeds(args.seeds), SomSettings.for_model(model),
+                                   per_scene=args.per_scene, progress=not args.no_progress)
+    report['model'] = str(model)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + '\n', encoding='utf-8')
+    print(json.dumps({k: report[k] for k in ('target_named', 'anchor_named',
+                                             'target_and_anchor_named', 'n_questions')}))
     return 0
 
 
