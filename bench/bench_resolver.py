@@ -359,6 +359,35 @@ def markdown(report: dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def compare(report: dict, base: dict) -> dict:
+    """Ratios between this model and the baseline, all from the same run."""
+    r, b = report['results'], base['results']
+    return {
+        'b_new_vs_baseline_b': round(r['b_score_new_frame']['p50_ms']
+                                     / b['b_score_new_frame']['p50_ms'], 3),
+        'c_new_vs_own_b': round(r['c_followup_cached']['p50_ms']
+                                / r['b_score_new_frame']['p50_ms'], 4),
+        'a_new_vs_baseline_a': round(r['a_generate']['p50_ms'] / b['a_generate']['p50_ms'], 3),
+    }
+
+
+def compare_markdown(report: dict) -> str:
+    base, c = report['baseline'], report['comparison']
+    rows = [('model', report['info']['model'], base['info']['model'])]
+    for key, name in (('a_generate', '(a) generate p50 ms'),
+                      ('b_score_new_frame', '(b) new-frame score p50 ms'),
+                      ('c_followup_cached', '(c) follow-up p50 ms')):
+        rows.append((name, report['results'][key]['p50_ms'], base['results'][key]['p50_ms']))
+    rows.append(('image tokens', report['info']['image_tokens'], base['info']['image_tokens']))
+    rows.append(('parameters', report['info']['params'], base['info']['params']))
+    lines = ['', '## Against the baseline (same run)', '', '| | this model | baseline |',
+             '|---|---:|---:|'] + [f'| {a} | {x} | {y} |' for a, x, y in rows]
+    lines += ['', f"(b) this / baseline: **{c['b_new_vs_baseline_b']}**; "
+              f"(c) / own (b): **{c['c_new_vs_own_b']}**; "
+              f"(a) this / baseline: {c['a_new_vs_baseline_a']}", '']
+    return '\n'.join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -383,14 +412,23 @@ def main() -> int:
     p.add_argument('--layers', type=int, default=None,
                    help='random models only: cut both towers to N layers (CPU smoke run of '
                    'the 7B shapes; not the 7B speed)')
+    p.add_argument('--baseline', default=None,
+                   help='a second checkpoint directory timed in the same run (e.g. the previous '
+                   'shipped model); the report gains its results and the ratios between them')
     p.add_argument('--dry-run', action='store_true',
                    help='build config/tokenizer/prompt only (7b on the meta device), no timing')
     args = p.parse_args()
     report = run(args)
+    if args.baseline and not args.dry_run:
+        base = run(argparse.Namespace(**{**vars(args), 'model': args.baseline}))
+        report['baseline'] = base
+        report['comparison'] = compare(report, base)
     text = json.dumps(report, indent=2)
     print(text)
     if not args.dry_run:
         md = markdown(report)
+        if 'comparison' in report:
+            md += compare_markdown(report)
         print(md)
     if args.out:
         out = Path(args.out)
