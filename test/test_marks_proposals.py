@@ -235,3 +235,19 @@ def test_sam_checkpoint_that_is_not_sam_is_model_load_error(tmp_path):
 def engine_frame(rgb):
     from spatial_llava_ros.marks.inputs import prepare
     return prepare(rgb)
+
+
+def test_marks_imports_run_one_way():
+    """No module of marks/ but the package's __init__ imports engine (not even for typing):
+    the config lives in config.py, below the sources that read it."""
+    import ast
+    from pathlib import Path
+
+    import spatial_llava_ros.marks as pkg
+
+    for path in Path(pkg.__file__).parent.glob('*.py'):
+        if path.name in ('__init__.py', 'engine.py'):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module != 'spatial_llava_ros.marks.engine', path.name

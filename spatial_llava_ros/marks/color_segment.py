@@ -9,28 +9,19 @@ Regions covering a large share of the image (floor, walls) are background.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from spatial_llava_ros.marks.params import ColorSegmentParams
 from spatial_llava_ros.marks.proposals import Proposal, ProposalResult, register
 
 if TYPE_CHECKING:
-    from spatial_llava_ros.marks.engine import MarkerConfig
+    from spatial_llava_ros.marks.config import MarkerConfig
     from spatial_llava_ros.marks.inputs import FrameInput
 
 
-@dataclass
-class ColorSegmentParams:
-    scale: float = 0.5  # work at this fraction of the image size
-    sigma: float = 0.5  # Gaussian smoothing before the graph segmentation
-    k: float = 300.0  # larger k: larger segments
-    min_size: int = 30  # pixels at working resolution
-    merge_distance: float = 9.0  # chroma (Lab a, b) distance + lightness_weight * |dL|
-    lightness_weight: float = 0.35
-    max_region_fraction: float = 0.3  # larger regions are background
 
 
 def graph_segments(rgb: np.ndarray, p: ColorSegmentParams) -> np.ndarray:

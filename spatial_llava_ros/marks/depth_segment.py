@@ -25,41 +25,17 @@ from scipy.ndimage import find_objects
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import validate_intrinsics
+from spatial_llava_ros.marks.params import DepthSegmentParams
 from spatial_llava_ros.marks.proposals import Proposal, ProposalResult, register
 from spatial_llava_ros.scene.types import CameraIntrinsics
 
 if TYPE_CHECKING:
-    from spatial_llava_ros.marks.engine import MarkerConfig
+    from spatial_llava_ros.marks.config import MarkerConfig
     from spatial_llava_ros.marks.inputs import FrameInput
 
 UP_CAMERA = np.array([0.0, -1.0, 0.0])  # optical frame: y points down
 
 
-@dataclass
-class DepthSegmentParams:
-    stride: int = 2  # work on every stride-th pixel
-    ransac_points: int = 1024
-    ransac_hypotheses: int = 64
-    max_planes: int = 5
-    min_plane_fraction: float = 0.06  # of the sampled points
-    plane_threshold_m: float = 0.015  # inlier distance at 1 m...
-    plane_threshold_per_m: float = 0.01  # ...growing with depth (sensor noise)
-    gravity_deg: float = 50.0  # the floor's normal is within this of the camera's -y
-    horizontal_deg: float = 8.0  # normal within this of "up" = horizontal plane
-    vertical_deg: float = 15.0  # normal within this of horizontal = vertical plane
-    wall_extent_m: float = 1.6  # a vertical plane patch at least this long is a wall
-    wall_min_fraction: float = 0.005  # components this big (of the image) may be walls
-    min_floor_height_m: float = 0.2  # camera height above a plane for it to be a floor
-    jump_abs_m: float = 0.04  # depth discontinuity between neighbours...
-    jump_rel: float = 0.04  # ...plus this fraction of the depth
-    chroma_edge: float = 0.08  # |dr| + |dg| chromaticity step that splits touching objects
-    chroma_min_brightness: float = 90.0  # r+g+b below this: chromaticity is too noisy
-    plane_chroma: float = 0.025  # a floor/table pixel must match the plane's chromaticity...
-    plane_brightness_log: float = 0.2  # ...and brightness (same normal, same shading)
-    seat_part_extent_m: float = 0.5  # same-colour parts this big rising from a seat join it
-    open_bridges: bool = True
-    min_component_px: int = 12  # at working resolution
-    seed: int = 0
 
 
 @dataclass

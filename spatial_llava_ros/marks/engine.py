@@ -6,70 +6,22 @@ overlaps -> 3D centroids -> ids (tracked across calls) -> anchors -> drawing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-
 import numpy as np
 
-from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import masked_centroid
-from spatial_llava_ros.marks.color_segment import ColorSegmentParams
-from spatial_llava_ros.marks.depth_segment import DepthSegmentParams
+from spatial_llava_ros.marks.config import MarkerConfig
 from spatial_llava_ros.marks.detections import normalize_detections
 from spatial_llava_ros.marks.filtering import filter_proposals, mask_box
 from spatial_llava_ros.marks.inputs import prepare
 from spatial_llava_ros.marks.placement import label_style, place_labels
 from spatial_llava_ros.marks.proposals import make_source
-from spatial_llava_ros.marks.render import check_style, draw_marks
+from spatial_llava_ros.marks.render import draw_marks
 from spatial_llava_ros.marks.tracker import MarkTracker
 from spatial_llava_ros.marks.types import Mark, MarkedFrame
 from spatial_llava_ros.scene.types import CameraIntrinsics
 
-
-@dataclass
-class MarkerConfig:
-    """Everything that shapes the marks; defaults suit a 640x480 indoor RGB-D camera."""
-
-    proposals: str = 'depth'  # depth | color | detections | sam
-    style: str = 'number'  # number | contour | box | tint
-    min_area: int = 120  # pixels at full resolution
-    max_area_fraction: float = 0.45  # larger masks are background (floor, wall)
-    max_marks: int = 40
-    border_margin: int = 2  # pixels
-    border_max_fraction: float = 0.6  # drop slivers lying mostly along the image edge
-    min_depth_fraction: float = 0.2  # depth modes: share of the mask with valid depth
-    duplicate_iou: float = 0.7
-    overlap_drop: float = 0.7
-    centroid_trim: float = 0.1  # trimmed mean per axis; 0.5 = median
-    text_height_336: float = 14.0  # digit height in px after the model's resize to 336
-    tint_alpha: float = 0.35
-    id_reuse_timeout_s: float = 5.0
-    track_min_iou: float = 0.2
-    track_max_distance_m: float = 0.25
-    sam_path: str | None = None
-    sam_points_per_side: int = 8
-    sam_min_iou: float = 0.75  # SAM's own predicted IoU
-    sam_device: str = 'cpu'
-    fallback_to_color: bool = True  # depth mode with no valid depth at all: colour proposals
-    depth_params: DepthSegmentParams = field(default_factory=DepthSegmentParams)
-    color_params: ColorSegmentParams = field(default_factory=ColorSegmentParams)
-
-    def __post_init__(self) -> None:
-        check_style(self.style)
-        if self.min_area < 1 or self.max_marks < 1:
-            raise InputError(f'min_area and max_marks must be >= 1, got {self.min_area}, '
-                             f'{self.max_marks}')
-        if not 0 < self.max_area_fraction <= 1:
-            raise InputError(f'max_area_fraction must be in (0, 1], got {self.max_area_fraction}')
-        if self.id_reuse_timeout_s < 0:
-            raise InputError(f'id_reuse_timeout_s must be >= 0, got {self.id_reuse_timeout_s}')
-
-    @classmethod
-    def from_kwargs(cls, **kwargs) -> MarkerConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise InputError(f'unknown MarkerConfig option(s): {", ".join(unknown)}')
-        return cls(**kwargs)
+# MarkerConfig lives in config.py; re-exported here for ``from ...engine import MarkerConfig``
+__all__ = ['MarkEngine', 'MarkerConfig', 'mark_frame']
 
 
 class MarkEngine:

@@ -19,8 +19,8 @@ import numpy as np
 from spatial_llava_ros.errors import InputError
 
 if TYPE_CHECKING:
+    from spatial_llava_ros.marks.config import MarkerConfig
     from spatial_llava_ros.marks.detections import Detection
-    from spatial_llava_ros.marks.engine import MarkerConfig
     from spatial_llava_ros.marks.inputs import FrameInput
 
 

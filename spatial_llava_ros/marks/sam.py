@@ -19,8 +19,8 @@ from spatial_llava_ros.errors import ModelLoadError
 from spatial_llava_ros.marks.proposals import Proposal, ProposalResult, register
 
 if TYPE_CHECKING:
+    from spatial_llava_ros.marks.config import MarkerConfig
     from spatial_llava_ros.marks.detections import Detection
-    from spatial_llava_ros.marks.engine import MarkerConfig
     from spatial_llava_ros.marks.inputs import FrameInput
 
 
