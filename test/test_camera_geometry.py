@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import (
     backproject,
@@ -12,7 +13,6 @@ from spatial_llava_ros.geometry.camera import (
     project,
     validate_intrinsics,
 )
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 K = CameraIntrinsics(fx=100.0, fy=200.0, cx=10.0, cy=5.0, width=20, height=10)
 
@@ -84,3 +84,14 @@ def test_intrinsics_from_fov():
     assert (k.cx, k.cy) == (319.5, 239.5)
     with pytest.raises(InputError):
         intrinsics_from_fov(0, 480)
+
+
+def test_camera_intrinsics_lives_in_the_core_and_scene_reexports_it():
+    """Geometry, marks and nodes take it from the core; the test-bed's old name still works."""
+    import spatial_llava_ros.geometry.camera as geo
+    import spatial_llava_ros.marks.inputs as inputs
+    import spatial_llava_ros.scene.types as scene_types
+
+    assert scene_types.CameraIntrinsics is CameraIntrinsics
+    assert geo.CameraIntrinsics is CameraIntrinsics and inputs.CameraIntrinsics is CameraIntrinsics
+    assert CameraIntrinsics.__module__ == 'spatial_llava_ros.camera_types'

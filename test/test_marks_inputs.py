@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import intrinsics_from_fov
 from spatial_llava_ros.image_codec import metres_to_depth16
 from spatial_llava_ros.marks import MarkEngine, MarkerConfig, mark_frame
 from spatial_llava_ros.scene.generate import camera_pose, generate_scene
 from spatial_llava_ros.scene.render import Room, render_frame
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 
 @pytest.fixture(scope='module')

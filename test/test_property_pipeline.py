@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from test_property_inputs import FLOATS, outcome_of  # shared helpers
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError, SpatialLlavaError
 from spatial_llava_ros.pipeline import (
     ACTION_NAMES,
@@ -31,7 +32,6 @@ from spatial_llava_ros.pipeline import (
     TransformTable,
     resolve_query,
 )
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 torch = pytest.importorskip('torch')
 

@@ -78,8 +78,8 @@ def _read_depth(path: Path):
 
 
 def _read_intrinsics(path: Path):
+    from spatial_llava_ros.camera_types import CameraIntrinsics
     from spatial_llava_ros.errors import InputError
-    from spatial_llava_ros.scene.types import CameraIntrinsics
 
     if not path.is_file():
         raise FileNotFoundError(f'no such intrinsics file: {path}')

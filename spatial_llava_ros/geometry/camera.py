@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 # Below one pixel the pinhole field of view exceeds ~179 degrees: no real camera_info has it,
 # and back-projection would produce points far beyond float range (1e-100 -> 1e100 m).

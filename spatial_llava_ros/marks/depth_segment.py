@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 from scipy.ndimage import find_objects
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import validate_intrinsics
 from spatial_llava_ros.marks.params import DepthSegmentParams
 from spatial_llava_ros.marks.proposals import Proposal, ProposalResult, register
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 if TYPE_CHECKING:
     from spatial_llava_ros.marks.config import MarkerConfig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.geometry.camera import masked_centroid
 from spatial_llava_ros.marks.config import MarkerConfig
 from spatial_llava_ros.marks.detections import normalize_detections
@@ -18,7 +19,6 @@ from spatial_llava_ros.marks.proposals import make_source
 from spatial_llava_ros.marks.render import draw_marks
 from spatial_llava_ros.marks.tracker import MarkTracker
 from spatial_llava_ros.marks.types import Mark, MarkedFrame
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 # MarkerConfig lives in config.py; re-exported here for ``from ...engine import MarkerConfig``
 __all__ = ['MarkEngine', 'MarkerConfig', 'mark_frame']

@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import validate_intrinsics
 from spatial_llava_ros.image_codec import depth_to_metres, to_rgb8
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 MIN_SIDE = 8  # smaller images cannot hold a readable number, let alone an object
 

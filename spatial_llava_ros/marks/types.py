@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import ResolveError
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 
 @dataclass

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.geometry.camera import validate_intrinsics
 from spatial_llava_ros.geometry.transforms import make_transform
 from spatial_llava_ros.image_codec import decode_image, depth_to_metres, encode_image, to_rgb8
 from spatial_llava_ros.pipeline import MarkInfo, SpatialOutcome
-from spatial_llava_ros.scene.types import CameraIntrinsics
 
 NS_PER_S = 1_000_000_000
 

@@ -12,30 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from spatial_llava_ros.camera_types import CameraIntrinsics
 
-@dataclass(frozen=True)
-class CameraIntrinsics:
-    """Pinhole intrinsics of an undistorted image (sensor_msgs/CameraInfo K)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @property
-    def K(self) -> np.ndarray:  # noqa: N802 - the usual name for the camera matrix
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    def to_dict(self) -> dict:
-        return {'fx': self.fx, 'fy': self.fy, 'cx': self.cx, 'cy': self.cy,
-                'width': self.width, 'height': self.height}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CameraIntrinsics:
-        return cls(float(data['fx']), float(data['fy']), float(data['cx']), float(data['cy']),
-                   int(data['width']), int(data['height']))
+# CameraIntrinsics lives in the core (camera_types); re-exported here for older imports
+__all__ = ['CameraIntrinsics', 'Expression', 'Frame', 'Scene', 'SceneObject', 'VsrCaption']
 
 
 @dataclass
