@@ -7,10 +7,11 @@ Run in a sourced workspace (after `colcon build` and `source install/setup.bash`
     python3 scripts/ros_ctrl_c.py --expect-error replay.launch.py bag:=/nonexistent.mcap
 
 Each run starts `ros2 launch spatial_llava_ros <file> <args>` in its own process group and,
-after a random delay (--min-s .. --max-s, so Ctrl-C lands during imports, model loading and
-steady running alike), sends SIGINT to the whole group, which is what Ctrl-C in a terminal
-does. A run passes when the launch exits within --timeout-s, every node process "has
-finished cleanly" (exit 0) and nothing died, and the output holds no Python traceback.
+a random delay (--min-s .. --max-s) after launch started its first node process (so Ctrl-C
+lands during the nodes' imports, model loading and steady running alike), sends SIGINT to
+the whole group, which is what Ctrl-C in a terminal does. A run passes when the launch exits
+within --timeout-s, every node process "has finished cleanly" (exit 0) and nothing died,
+and the output holds no Python traceback.
 With --expect-error the launch must end by itself, non-zero, with exactly one ERROR line.
 Prints one line per run and a summary; exits 1 if any run failed. Logs go to --log-dir.
 """
@@ -53,8 +54,23 @@ def check_output(text: str) -> list[str]:
     return problems
 
 
+def _wait_started(proc, log: Path, timeout: float) -> bool:
+    """Until launch has started its first node process (the `ros2` command's own imports are
+    not this package's shutdown path), or the launch ended."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if STARTED.search(log.read_text(errors='replace')):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def run_once(args, log: Path, delay: float, timeout: float) -> list[str]:
     proc = _launch(args, log)
+    if not _wait_started(proc, log, timeout):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return ['no node process started']
     try:
         proc.wait(timeout=delay)
         return [f'the launch ended by itself after {delay:.1f} s (exit {proc.returncode})']
@@ -92,8 +108,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('launch_args', nargs='+', help='launch file and its name:=value args')
     parser.add_argument('--runs', type=int, default=20)
-    parser.add_argument('--min-s', type=float, default=1.0, help='earliest Ctrl-C, seconds')
-    parser.add_argument('--max-s', type=float, default=25.0, help='latest Ctrl-C, seconds')
+    parser.add_argument('--min-s', type=float, default=0.0,
+                        help='earliest Ctrl-C, seconds after the first node started')
+    parser.add_argument('--max-s', type=float, default=20.0, help='latest Ctrl-C, seconds')
     parser.add_argument('--timeout-s', type=float, default=60.0)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--expect-error', action='store_true',
