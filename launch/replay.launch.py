@@ -14,11 +14,14 @@ tf lookups use the bag's stamps. The synthetic bag holds /camera/color/image_raw
 player:=builtin (default) plays with this package's bag_player node (needs nothing else; it
 loops with stamps and clock moved on by one bag period per pass, so tf keeps working on every
 pass); player:=ros2bag runs `ros2 bag play --clock` (needs rosbag2, and for .mcap on Humble
-ros-humble-rosbag2-storage-mcap; its loops restart bag time). If the builtin player fails
-(missing or unreadable bag) the launch shuts down with its one-line error.
+ros-humble-rosbag2-storage-mcap; its loops restart bag time). A missing bag, or ros2bag
+without rosbag2, stops the launch with one error line before any node starts; a player
+that fails later (unreadable bag) shuts the launch down with its one-line error.
 """
 
+import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 from launch import LaunchDescription
@@ -61,21 +64,36 @@ def _seconds(context, name: str, positive: bool = False) -> float:
 
 
 def _ros2bag(context, bag: str, topics: list[str]):
-    if not bag or not Path(bag).exists():
-        raise FileNotFoundError(f"bag '{bag}' does not exist; write one with "
-                                '`spatial-llava bag --out traj.mcap`')
+    if shutil.which('ros2') is None or importlib.util.find_spec('ros2bag') is None:
+        raise RuntimeError('player:=ros2bag needs rosbag2 (`ros2 bag`), which is not installed '
+                           '(apt install ros-$ROS_DISTRO-rosbag2 '
+                           'ros-$ROS_DISTRO-rosbag2-storage-mcap); player:=builtin needs '
+                           'nothing more')
     cmd = ['ros2', 'bag', 'play', bag, '--clock', '--rate', LaunchConfiguration('rate')
            .perform(context)]
     if _flag(context, 'loop'):
         cmd.append('--loop')
     start_delay = LaunchConfiguration('start_delay').perform(context)
-    if float(start_delay) > 0:
+    if _seconds(context, 'start_delay') > 0:
         cmd += ['--delay', start_delay]
     if _seconds(context, 'start_offset') > 0:
         cmd += ['--start-offset', LaunchConfiguration('start_offset').perform(context)]
     if topics:
         cmd += ['--topics', *topics]
-    return [ExecuteProcess(cmd=cmd, output='screen', name='bag_play')]
+    player = ExecuteProcess(cmd=cmd, output='screen', name='bag_play')
+    return [player, _shutdown_when_it_fails(player, 'ros2 bag play')]
+
+
+def _shutdown_when_it_fails(player, what: str):
+    """A player that fails (bad bag, missing storage plugin) ends the replay: no camera."""
+    def on_exit(event, _context):
+        if event.returncode not in (0, None, -2, -15):  # a bad bag, not Ctrl-C
+            return [LogInfo(msg=f'{what} exited with code {event.returncode}; '
+                            'shutting down the replay'),
+                    EmitEvent(event=Shutdown(reason=f'{what} failed'))]
+        return None
+
+    return RegisterEventHandler(OnProcessExit(target_action=player, on_exit=on_exit))
 
 
 def _builtin(context, bag: str, topics: list[str]):
@@ -92,15 +110,7 @@ def _builtin(context, bag: str, topics: list[str]):
                       'topics': ' '.join(topics),
                   }])
 
-    def on_exit(event, _context):
-        if event.returncode not in (0, None, -2, -15):  # a bad bag, not Ctrl-C
-            return [LogInfo(msg=f'bag_player exited with code {event.returncode}; '
-                            'shutting down the replay'),
-                    EmitEvent(event=Shutdown(reason='bag_player failed'))]
-        return None
-
-    return [player, RegisterEventHandler(OnProcessExit(target_action=player,
-                                                       on_exit=on_exit))]
+    return [player, _shutdown_when_it_fails(player, 'bag_player')]
 
 
 def _play(context):
@@ -109,44 +119,53 @@ def _play(context):
         raise ValueError(f"launch argument player must be one of {', '.join(PLAYERS)}, got "
                          f"'{player}'")
     bag = LaunchConfiguration('bag').perform(context)
+    if not bag or not Path(bag).expanduser().exists():
+        # checked before anything starts, so the one error line is all the launch prints
+        raise FileNotFoundError(f"bag '{bag}' does not exist; write one with "
+                                '`spatial-llava bag --out traj.mcap`')
     topics = LaunchConfiguration('topics').perform(context).replace(',', ' ').split()
     return (_ros2bag if player == 'ros2bag' else _builtin)(context, bag, topics)
 
 
+# replay's own arguments: (name, default or None = required, description)
+ARGUMENTS = (
+    ('bag', None, 'the bag to play as the camera (.mcap file or rosbag2 folder)'),
+    ('player', 'builtin', "builtin (this package's bag_player, no rosbag2 needed) or ros2bag "
+     '(`ros2 bag play --clock`)'),
+    ('rate', '1.0', 'playback rate'),
+    ('loop', 'true', 'replay forever (builtin: stamps and clock move on each pass)'),
+    ('start_delay', '3.0', 'seconds before playing (lets the model load)'),
+    ('start_offset', '0.0', 'bag seconds to skip at the start'),
+    ('topics', '', "topics to play, space separated ('' = all)"),
+    ('use_sim_time', 'true', 'always true in a replay: the nodes run on the bag time that the '
+     'player publishes on /clock (setting it has no effect)'),
+)
+# passed on to bringup.launch.py, declared with bringup's defaults and descriptions
+PASSED = ('model_path', 'device', 'navigate', 'namespace', 'params_file', 'color_topic',
+          'depth_topic', 'camera_info_topic')
+
+
+def _bringup_arguments() -> dict[str, tuple[str, str]]:
+    """bringup.launch.py's ARGUMENTS table: name -> (default, description)."""
+    spec = importlib.util.spec_from_file_location('spatial_llava_bringup_launch',
+                                                  HERE / 'bringup.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: (default, desc) for name, default, desc in module.ARGUMENTS}
+
+
 def generate_launch_description() -> LaunchDescription:
-    args = [
-        DeclareLaunchArgument('bag', description='the bag (.mcap file or rosbag2 folder)'),
-        DeclareLaunchArgument('player', default_value='builtin',
-                              description="builtin (this package's bag_player, no rosbag2 "
-                              "needed) or ros2bag (`ros2 bag play --clock`)"),
-        DeclareLaunchArgument('rate', default_value='1.0', description='playback rate'),
-        DeclareLaunchArgument('loop', default_value='true', description='replay forever'),
-        DeclareLaunchArgument('start_delay', default_value='3.0',
-                              description='seconds before playing (lets the model load)'),
-        DeclareLaunchArgument('start_offset', default_value='0.0',
-                              description='bag seconds to skip at the start'),
-        DeclareLaunchArgument('topics', default_value='',
-                              description="topics to play, space separated ('' = all)"),
-        DeclareLaunchArgument('model_path', default_value=''),
-        DeclareLaunchArgument('device', default_value=''),
-        DeclareLaunchArgument('navigate', default_value='false'),
-        DeclareLaunchArgument('namespace', default_value=''),
-        DeclareLaunchArgument('params_file', default_value=''),
-        DeclareLaunchArgument('color_topic', default_value='/camera/color/image_raw'),
-        DeclareLaunchArgument('depth_topic', default_value='/camera/depth/image_raw'),
-        DeclareLaunchArgument('camera_info_topic', default_value='/camera/color/camera_info'),
-    ]
+    args = []
+    for name, default, desc in ARGUMENTS:
+        kwargs = {} if default is None else {'default_value': default}
+        args.append(DeclareLaunchArgument(name, description=desc, **kwargs))
+    bringup_args = _bringup_arguments()
+    for name in PASSED:
+        default, desc = bringup_args[name]
+        args.append(DeclareLaunchArgument(name, default_value=default, description=desc))
     bringup = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(HERE / 'bringup.launch.py')),
-        launch_arguments={
-            'use_sim_time': 'true',
-            'model_path': LaunchConfiguration('model_path'),
-            'device': LaunchConfiguration('device'),
-            'navigate': LaunchConfiguration('navigate'),
-            'namespace': LaunchConfiguration('namespace'),
-            'params_file': LaunchConfiguration('params_file'),
-            'color_topic': LaunchConfiguration('color_topic'),
-            'depth_topic': LaunchConfiguration('depth_topic'),
-            'camera_info_topic': LaunchConfiguration('camera_info_topic'),
-        }.items())
-    return LaunchDescription(args + [bringup, OpaqueFunction(function=_play)])
+        launch_arguments=dict({'use_sim_time': 'true'},
+                              **{name: LaunchConfiguration(name) for name in PASSED}).items())
+    # the player's checks (bag exists, player installed) run before any node starts
+    return LaunchDescription(args + [OpaqueFunction(function=_play), bringup])

@@ -63,6 +63,12 @@ from spatial_llava_ros.reliability.memory import rss_bytes  # noqa: E402
 pytestmark = pytest.mark.ros
 
 OPTICAL = 'camera_optical'
+# The harness's nodes live in their own namespace and rclpy context. In the root namespace
+# its in-process /resolver_node left /resolver_node/change_state in the DDS graph after the
+# test, and test_launch_bringup / test_launch_replay, run later in the same pytest process,
+# sent their configure request to that stale server ("Abandoning wait for the
+# '/resolver_node/change_state' service response").
+NAMESPACE = 'flood_test'
 QUEUE = 8
 ALL = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                  durability=DurabilityPolicy.VOLATILE)
@@ -92,9 +98,13 @@ class Harness:
         values = {'model_path': str(model_path), 'device': 'cpu', 'base_frame': '',
                   'target_frame': 'map', 'max_frame_age': 0.0, 'query_queue_size': QUEUE,
                   'tf_timeout': 0.2, 'nav_server_timeout': 1.0, **params}
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
         self.node = ResolverNode(parameter_overrides=[Parameter(k, value=v)
-                                                      for k, v in values.items()])
-        self.robot = rclpy.create_node('reliability_robot')
+                                                      for k, v in values.items()],
+                                 context=self.context, namespace=NAMESPACE)
+        self.robot = rclpy.create_node('reliability_robot', context=self.context,
+                                       namespace=NAMESPACE)
         self.results: list = []
         self.lock = threading.Lock()
         self.robot.create_subscription(SpatialResult, 'spatial_result', self._on_result, ALL)
@@ -102,7 +112,7 @@ class Harness:
         self.image_pub = self.robot.create_publisher(Image, 'marked_image', MARKED)
         self.marks_pub = self.robot.create_publisher(MarkArray, 'marks', MARKED)
         self.tf = StaticTransformBroadcaster(self.robot)
-        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.robot)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -129,8 +139,10 @@ class Harness:
         tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w = (float(v) for v in q)
         self.tf.sendTransform([msg])
 
-    def publish_marked(self, marked, frame_id: str = OPTICAL) -> None:
-        stamp = self.robot.get_clock().now().to_msg()
+    def publish_marked(self, marked, frame_id: str = OPTICAL) -> int:
+        """Publish a marked frame now; returns its stamp (ns) for ``wait_frame``."""
+        now = self.robot.get_clock().now()
+        stamp = now.to_msg()
         image = fill_message(Image(), rgb_image_fields(marked.image))
         marks = MarkArray()
         marks.width, marks.height = marked.image.shape[1], marked.image.shape[0]
@@ -139,6 +151,27 @@ class Harness:
             msg.header.stamp, msg.header.frame_id = stamp, frame_id
         self.image_pub.publish(image)
         self.marks_pub.publish(marks)
+        return now.nanoseconds
+
+    def wait_frame(self, stamp_ns: int, timeout: float = 30.0) -> None:
+        """Until the resolver holds the frame stamped ``stamp_ns`` (no guessed sleep)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            latest = self.node._frames.latest() if self.node._frames is not None else None
+            if latest is not None and latest.stamp_ns == stamp_ns:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f'the resolver never got the frame stamped {stamp_ns}')
+
+    def fresh_frame(self, marked, timeout: float = 30.0) -> None:
+        """Publish until one frame reaches the resolver (discovery may still be matching)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                return self.wait_frame(self.publish_marked(marked), timeout=0.25)
+            except AssertionError:
+                continue
+        raise AssertionError(f'no marked frame reached the resolver in {timeout} s')
 
     def query(self, text: str, action: int = SpatialQuery.NAVIGATE) -> None:
         msg = SpatialQuery()
@@ -179,26 +212,22 @@ class Harness:
         self.executor.shutdown()
         self.node.destroy_node()
         self.robot.destroy_node()
+        rclpy.try_shutdown(context=self.context)
 
 
 @contextmanager
 def running(assets, **params):
     """rclpy up, an active ResolverNode with tf and one marked frame; torn down after."""
-    rclpy.init()
     model, frame, marked = assets
     h = Harness(model, **params)
     try:
         h.send_tf(frame.camera_pose)
         h.activate()
-        h.publish_marked(marked)
-        time.sleep(0.5)  # discovery: publishers and subscriptions match
-        h.publish_marked(marked)  # fresh, for nodes with a short max_frame_age
-        time.sleep(0.1)
+        h.fresh_frame(marked)
         assert h.ask('warm up the chair').success
         yield h
     finally:
         h.close()
-        rclpy.shutdown()
 
 
 @pytest.fixture

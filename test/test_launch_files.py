@@ -17,12 +17,16 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding='utf-8'), filename=str(path))
 
 
-def _bringup_arguments() -> dict[str, str]:
-    for node in ast.walk(_tree(BRINGUP)):
+def _table(path: Path, name: str):
+    for node in ast.walk(_tree(path)):
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == 'ARGUMENTS' for t in node.targets):
-            return {name: default for name, default, _ in ast.literal_eval(node.value)}
-    raise AssertionError('bringup.launch.py has no ARGUMENTS table')
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f'{path.name} has no {name} table')
+
+
+def _bringup_arguments() -> dict[str, str]:
+    return {name: default for name, default, _ in _table(BRINGUP, 'ARGUMENTS')}
 
 
 def _string_kwargs(path: Path, key: str) -> set[str]:
@@ -35,14 +39,10 @@ def _string_kwargs(path: Path, key: str) -> set[str]:
 
 
 def _replay_defaults() -> dict[str, str]:
-    out = {}
-    for node in ast.walk(_tree(REPLAY)):
-        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == \
-                'DeclareLaunchArgument':
-            name = node.args[0].value
-            for kw in node.keywords:
-                if kw.arg == 'default_value':
-                    out[name] = kw.value.value
+    """replay's own arguments, then those it passes on with bringup's defaults."""
+    out = {name: default for name, default, _ in _table(REPLAY, 'ARGUMENTS')}
+    bringup = _bringup_arguments()
+    out.update({name: bringup[name] for name in _table(REPLAY, 'PASSED')})
     return out
 
 
@@ -83,7 +83,15 @@ def test_replay_plays_the_synthetic_bag_topics():
     assert args['color_topic'] == bag.COLOR_TOPIC and args['depth_topic'] == bag.DEPTH_TOPIC
     text = REPLAY.read_text(encoding='utf-8')
     assert "'ros2', 'bag', 'play'" in text and "'--clock'" in text
-    assert "'use_sim_time': 'true'" in text
+    assert "{'use_sim_time': 'true'}" in text and defaults['use_sim_time'] == 'true'
+    assert defaults['bag'] is None  # required
+
+
+def test_replay_passes_on_what_docs_ros_md_lists():
+    passed = set(_table(REPLAY, 'PASSED'))
+    assert passed == {'model_path', 'device', 'navigate', 'namespace', 'params_file',
+                      'color_topic', 'depth_topic', 'camera_info_topic'}
+    assert passed <= set(_bringup_arguments())
 
 
 def test_bringup_description_builds_under_ros():
@@ -105,5 +113,10 @@ def test_replay_description_builds_under_ros():
     spec = importlib.util.spec_from_file_location('replay_launch', REPLAY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    names = {a.name for a in module.generate_launch_description().get_launch_arguments()}
-    assert {'bag', 'model_path', 'navigate', 'rate', 'loop'} <= names
+    declared = {a.name: a for a in module.generate_launch_description().get_launch_arguments()}
+    assert {'bag', 'model_path', 'navigate', 'rate', 'loop'} <= set(declared)
+    # what `ros2 launch ... replay.launch.py --show-args` prints: every argument described,
+    # bringup's included ones too, and use_sim_time shown as the true that replay forces
+    undescribed = [n for n, a in declared.items() if a.description == 'no description given']
+    assert undescribed == []
+    assert declared['use_sim_time'].default_value[0].text == 'true'

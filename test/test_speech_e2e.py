@@ -8,6 +8,7 @@ against the marks the marks engine drew on the same frame.
 
 import numpy as np
 import pytest
+from needs import require
 
 from spatial_llava_ros.speech.audio import read_wav, write_wav
 from spatial_llava_ros.speech.testset import espeak_available, synthesise
@@ -17,8 +18,7 @@ pytestmark = pytest.mark.skipif(espeak_available() is None,
 
 
 def test_wav_to_text_to_resolved_mark(tmp_path):
-    pytest.importorskip('pocketsphinx')
-    pytest.importorskip('transformers')
+    require('pocketsphinx', 'silero_vad')
     from spatial_llava_ros.marks.engine import mark_frame
     from spatial_llava_ros.model.resolver import Resolver
     from spatial_llava_ros.model.tiny import make_tiny_model

@@ -1,6 +1,7 @@
 """The command grammar built from a scene: what it allows, what it forbids, and rebuilds."""
 
 import pytest
+from needs import require
 
 from spatial_llava_ros.speech.command import parse_command, wer, word_errors
 from spatial_llava_ros.speech.grammar import (
@@ -11,11 +12,10 @@ from spatial_llava_ros.speech.grammar import (
     words_to_number,
 )
 
-pocketsphinx = pytest.importorskip('pocketsphinx')
-
 
 @pytest.fixture(scope='module')
 def backend():
+    require('pocketsphinx')
     from spatial_llava_ros.speech.pocketsphinx_backend import PocketsphinxBackend
 
     return PocketsphinxBackend()

@@ -13,11 +13,11 @@ import time
 
 import numpy as np
 import pytest
+from needs import needs
 
 rclpy = pytest.importorskip('rclpy', reason='needs ROS 2 (rclpy)')
 pytest.importorskip('spatial_llava_ros.msg', reason='the generated interfaces are missing: '
                     'colcon build the package first')
-pytest.importorskip('pocketsphinx', reason='needs pocketsphinx (pip install .[speech])')
 
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -28,8 +28,9 @@ from spatial_llava_ros.nodes.speech_node import SpeechNode  # noqa: E402
 from spatial_llava_ros.speech.audio import read_wav  # noqa: E402
 from spatial_llava_ros.speech.testset import espeak_available, synthesise  # noqa: E402
 
-pytestmark = pytest.mark.skipif(espeak_available() is None,
-                                reason='espeak-ng not installed (apt-get install espeak-ng)')
+pytestmark = [needs('pocketsphinx', 'silero_vad'),
+              pytest.mark.skipif(espeak_available() is None,
+                                 reason='espeak-ng not installed (apt-get install espeak-ng)')]
 NAMESPACE = 'speech_test'
 RATE = 22050
 

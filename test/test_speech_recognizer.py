@@ -4,13 +4,14 @@ import json
 
 import numpy as np
 import pytest
+from needs import needs
 
 from spatial_llava_ros.errors import InputError, ModelLoadError
 from spatial_llava_ros.speech.audio import SAMPLE_RATE, load_audio, read_wav, write_wav
 from spatial_llava_ros.speech.grammar import SceneVocabulary
 from spatial_llava_ros.speech.testset import espeak_available, synthesise
 
-pytest.importorskip('pocketsphinx')
+pytestmark = needs('pocketsphinx', 'silero_vad')
 needs_espeak = pytest.mark.skipif(espeak_available() is None,
                                   reason='espeak-ng not installed (apt-get install espeak-ng)')
 OBJECTS = [('red', 'chair'), ('brown', 'table'), ('white', 'mug'), ('blue', 'mug'),

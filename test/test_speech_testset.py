@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import require
 
 from spatial_llava_ros.speech.audio import load_audio
 from spatial_llava_ros.speech.command import parse_command
@@ -53,7 +54,7 @@ def test_same_seed_same_commands(tmp_path):
 
 
 def test_commands_are_in_their_scene_grammar(tmp_path):
-    pytest.importorskip('pocketsphinx')
+    require('pocketsphinx')
     from spatial_llava_ros.speech.pocketsphinx_backend import PocketsphinxBackend
 
     backend = PocketsphinxBackend()
@@ -64,7 +65,7 @@ def test_commands_are_in_their_scene_grammar(tmp_path):
 
 
 def test_evaluation_reports_both_decodings(tmp_path):
-    pytest.importorskip('pocketsphinx')
+    require('pocketsphinx')
     from spatial_llava_ros.speech.evaluate import aggregate, evaluate, markdown
 
     make_testset(tmp_path, 3, seed=2, n_negatives=2)

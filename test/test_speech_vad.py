@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from needs import needs, require
 
 from spatial_llava_ros.errors import InputError, ModelLoadError
 from spatial_llava_ros.speech.audio import SAMPLE_RATE, load_audio, read_wav, write_wav
@@ -15,7 +16,7 @@ from spatial_llava_ros.speech.vad import (
     speech_segments,
 )
 
-pytest.importorskip('onnxruntime')
+pytestmark = needs('onnxruntime', 'silero_vad')
 
 
 @pytest.fixture(scope='module')
@@ -106,7 +107,7 @@ def test_long_speech_is_cut_at_max_utterance(vad, spoken, tmp_path):
 
 
 def test_stream_transcriber_hears_each_command_once(spoken):
-    pytest.importorskip('pocketsphinx')
+    require('pocketsphinx')
     from spatial_llava_ros.speech.grammar import SceneVocabulary
     from spatial_llava_ros.speech.recognizer import SpeechRecognizer
     from spatial_llava_ros.speech.stream import StreamTranscriber

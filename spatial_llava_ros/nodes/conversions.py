@@ -233,3 +233,17 @@ def nav_failure_reason(status: int, error_code: int = 0, error_msg: str = '') ->
     name = GOAL_STATUS.get(int(status), f'status {status}')
     detail = f' (error_code {error_code}: {error_msg})' if error_code or error_msg else ''
     return f'nav_failed: Nav2 NavigateToPose finished {name}{detail}'
+
+
+LOG_QUERY_CHARS = 120
+
+
+def query_for_log(text: str, limit: int = LOG_QUERY_CHARS) -> str:
+    """A query as a log line shows it: repr'd, and cut to ``limit`` characters with its length.
+
+    A 5,000-character query logged whole buries the reason; the result message still
+    carries the full text.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f'{text[:limit]!r}... ({len(text)} characters)'

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 
 import message_filters
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -30,6 +31,7 @@ from spatial_llava_ros.nodes.conversions import (
     rgb_image_fields,
     stamp_to_ns,
 )
+from spatial_llava_ros.nodes.frame_watch import FrameWatch
 from spatial_llava_ros.nodes.params import MARKER_PARAMS
 from spatial_llava_ros.nodes.ros_common import (
     COMMAND_QOS,
@@ -106,6 +108,7 @@ class MarkerNode(Node):
         self._sync = message_filters.ApproximateTimeSynchronizer(
             subs, queue_size=param(self, 'sync_queue_size'), slop=param(self, 'sync_slop'))
         self._sync.registerCallback(self._on_frame)
+        self._watch_camera(subs)
         if param(self, 'use_detections'):
             from vision_msgs.msg import Detection2DArray
 
@@ -122,7 +125,28 @@ class MarkerNode(Node):
     # ---- executor side: cheap, never blocks -----------------------------------------------
 
     def _on_frame(self, color: Image, info: CameraInfo, depth: Image | None = None) -> None:
+        self._watch.frame(self._steady_s())
         self._mailbox.put((color, info, depth))
+
+    def _watch_camera(self, subs: list) -> None:
+        # wall (steady) time: with use_sim_time and no /clock a ROS timer would never fire
+        roles = ['colour', 'camera_info', 'depth'][:len(subs)]
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._watch = FrameWatch({r: s.sub.topic_name for r, s in zip(roles, subs)},
+                                 after_s=param(self, 'no_frame_warning'))
+        for role, sub in zip(roles, subs):
+            sub.registerCallback(lambda *_, role=role: self._watch.message(role))
+        self._watch.start(self._steady_s())
+        if self._watch.after_s > 0:
+            self.create_timer(1.0, self._check_camera, clock=self._steady)
+
+    def _steady_s(self) -> float:
+        return self._steady.now().nanoseconds * 1e-9
+
+    def _check_camera(self) -> None:
+        warning = self._watch.check(self._steady_s())
+        if warning:
+            self.get_logger().warning(warning)
 
     def _on_detections(self, msg) -> None:
         self._detections = msg

@@ -92,6 +92,9 @@ MARKER_PARAMS: tuple[ParamSpec, ...] = (
               'dropped, never queued; 0 = keep all', 0.0, 60.0),
     ParamSpec('camera_frame', '', 'optical frame id for the marks; empty = the camera_info '
               '(or image) header frame_id'),
+    ParamSpec('no_frame_warning', 5.0, 'warn when no synchronised camera frame came for this '
+              'many seconds (wall time; then at most every 30 s); 0 = never', 0.0, 3600.0,
+              read_only=True),
 )
 
 RESOLVER_PARAMS: tuple[ParamSpec, ...] = (

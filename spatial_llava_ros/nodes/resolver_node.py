@@ -51,6 +51,7 @@ from spatial_llava_ros.nodes.conversions import (
     mark_from_msg,
     nav_failure_reason,
     pose_fields,
+    query_for_log,
     result_fields,
     stamp_to_ns,
     transform_msg_to_matrix,
@@ -159,7 +160,9 @@ class ResolverNode(LifecycleNode):
         self._queue = QueryQueue(param(self, 'query_queue_size'))
         self._queue.close()  # opened on activate
 
-        self._result_pub = self.create_lifecycle_publisher(
+        # a plain publisher, not a lifecycle one: a query that arrives while the node is
+        # inactive is still answered (`not_active`), so every query gets its one result
+        self._result_pub = self.create_publisher(
             SpatialResult, param(self, 'result_topic'), RESULT_QOS)
         self._goal_pub = self.create_lifecycle_publisher(
             PoseStamped, param(self, 'goal_topic'), GOAL_QOS)
@@ -195,9 +198,12 @@ class ResolverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from transformers.utils import logging as hf_logging
+
         from spatial_llava_ros.model.resolver import Resolver
         from spatial_llava_ros.reliability.oom import OomFallbackResolver
 
+        hf_logging.disable_progress_bar()  # no 'Loading weights' bar in the launch log
         started = time.monotonic()
         try:
             resolver = Resolver.from_pretrained(
@@ -276,7 +282,10 @@ class ResolverNode(LifecycleNode):
             if mf_sub is not None:
                 self.destroy_subscription(mf_sub.sub)
                 setattr(self, name, None)
-        for name in ('_result_pub', '_goal_pub', '_target_pub'):
+        if getattr(self, '_result_pub', None) is not None:
+            self.destroy_publisher(self._result_pub)
+            self._result_pub = None
+        for name in ('_goal_pub', '_target_pub'):
             pub = getattr(self, name, None)
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -309,8 +318,8 @@ class ResolverNode(LifecycleNode):
         navigate = bool(param(self, 'navigate')) and request.action == NAVIGATE
         job = Job(request, navigate=navigate, wait_for_nav=False)
         if not self._active.is_set():
-            # lifecycle publishers are inactive: the answer can only go to the log
-            self.get_logger().warning(f'query {msg.text!r} ignored: resolver is not active')
+            self._finish(job, self._failed(job, NOT_ACTIVE, 'the resolver is not active '
+                                           '(ros2 lifecycle set <node> activate)'))
             return
         self._enqueue(job)
 
@@ -363,7 +372,7 @@ class ResolverNode(LifecycleNode):
             try:
                 outcome = self._answer(job)
             except Exception as exc:  # noqa: BLE001 - reported in the result, worker lives on
-                self.get_logger().error(f'query {job.request.text!r} crashed: '
+                self.get_logger().error(f'query {query_for_log(job.request.text)} crashed: '
                                         f'{type(exc).__name__}: {exc}')
                 outcome = self._failed(job, INTERNAL, f'{type(exc).__name__}: {exc}')
             self._finish(job, outcome)
@@ -469,9 +478,9 @@ class ResolverNode(LifecycleNode):
     def _log_nav_result(self, job: Job, future) -> None:
         res = future.result()
         if res.status == STATUS_SUCCEEDED:
-            self.get_logger().info(f'Nav2 reached the goal for {job.request.text!r}')
+            self.get_logger().info(f'Nav2 reached the goal for {query_for_log(job.request.text)}')
         else:
-            self.get_logger().warning(f'{job.request.text!r}: ' + nav_failure_reason(
+            self.get_logger().warning(f'{query_for_log(job.request.text)}: ' + nav_failure_reason(
                 res.status, getattr(res.result, 'error_code', 0),
                 getattr(res.result, 'error_msg', '')))
 
@@ -491,10 +500,10 @@ class ResolverNode(LifecycleNode):
         if pub is not None:
             pub.publish(msg)
         if outcome.success:
-            self.get_logger().info(f'{outcome.query!r} -> mark {outcome.mark_id} '
+            self.get_logger().info(f'{query_for_log(outcome.query)} -> mark {outcome.mark_id} '
                                    f'(p={outcome.confidence:.2f})')
         else:
-            self.get_logger().warning(f'{outcome.query!r}: {outcome.reason}')
+            self.get_logger().warning(f'{query_for_log(outcome.query)}: {outcome.reason}')
         job.done.set()
 
 

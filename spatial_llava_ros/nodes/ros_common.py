@@ -13,6 +13,7 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -88,16 +89,26 @@ def param(node: Node, name: str):
 
 
 def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
-    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor, clean exit on Ctrl-C."""
-    rclpy.init(args=args)
+    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor, exit 0 on Ctrl-C.
+
+    Ctrl-C can reach the process at any point: before the node exists (KeyboardInterrupt),
+    while the executor waits (KeyboardInterrupt or ExternalShutdownException), or between
+    the executor's "context ok?" check and its next wait set, which rclpy reports as
+    ``RCLError: failed to initialize wait set: the given context is not valid``. The last
+    one is a shutdown too when the context is no longer ok; any other error still raises.
+    """
     node = None
     try:
+        rclpy.init(args=args)
         node = make_node()
         executor = MultiThreadedExecutor(num_threads=num_threads)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, 'close', None)
