@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spatial_llava_ros.cli._common import add_server_args
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -24,6 +26,7 @@ def register(subparsers) -> None:
                    help='WxH to render at (default: the size the model was trained on)')
     g.add_argument('--no-plot', action='store_true', help='skip the PNG')
     g.add_argument('--no-progress', action='store_true')
+    add_server_args(g)
     g.set_defaults(func=run_grounding)
 
     v = sub.add_parser('vsr', help="zero-shot true/false accuracy in VSR's jsonl format",
@@ -63,9 +66,14 @@ def run_grounding(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise InputError(f'--scene-size must be WxH, got {args.scene_size!r}') from exc
         settings = dataclasses.replace(settings, scene_width=w, scene_height=h)
-    resolver = Resolver.from_pretrained(model, device=args.device)
+    if args.server:  # the marks still follow --model's (or the shipped model's) settings
+        from spatial_llava_ros.cli._common import remote_resolver
+
+        resolver = remote_resolver(args)
+    else:
+        resolver = Resolver.from_pretrained(model, device=args.device)
     report = evaluate_grounding(resolver, seeds, settings, progress=not args.no_progress)
-    report['model'] = str(model)
+    report['model'] = args.server_model or args.server if args.server else str(model)
     files = write_report(report, args.out, plot=not args.no_plot)
     print(json.dumps({'accuracy': round(report['accuracy'], 4),
                       'accuracy_matched': round(report['accuracy_matched'], 4),
