@@ -136,6 +136,21 @@ class RemoteConfig:
         return key
 
 
+REMOTE_PARAMS = ('server_url', 'server_model', 'api_key_env', 'timeout', 'max_in_flight',
+                 'scoring')
+
+
+def config_from_params(get: Callable[[str], object]) -> RemoteConfig:
+    """RemoteConfig from node parameters of the same names (``get(name)`` reads one).
+
+    The API key is checked here (configure fails when ``api_key_env`` names an unset
+    variable) but not kept: it is read again from the environment when the client is made.
+    """
+    cfg = RemoteConfig(**{name: get(name) for name in REMOTE_PARAMS})
+    cfg.api_key()
+    return cfg
+
+
 def chat_pieces(template: PromptTemplate, marks: tuple[int, ...], query: str) -> tuple[str, str]:
     """(system, user text) whose chat rendering is the local prompt, token for token.
 
