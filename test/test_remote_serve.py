@@ -234,6 +234,30 @@ def test_default_template_can_be_sent_as_chat():
     assert rendered == tpl.frame_text([1, 12]) + tpl.query_text('the chair')
 
 
+def test_cli_resolve_and_eval_grounding_with_server(server, shipped, local, frames, tmp_path,
+                                                   capsys):
+    import json
+
+    from PIL import Image
+
+    from spatial_llava_ros.cli import main
+
+    image, marks, queries = frames[0]
+    Image.fromarray(image).save(tmp_path / 'marked.png')
+    argv = ['resolve', '--image', str(tmp_path / 'marked.png'), '--marks',
+            ','.join(map(str, marks)), '--query', queries[0], '--server', server.url,
+            '--server-model', str(shipped), '--server-timeout', '120']
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out['scoring'] == 'systemone' and out['probabilities'] is True
+    assert sorted(m for m, _ in out['ranked']) == sorted(marks)
+    assert main(['eval', 'grounding', '--seeds', '0:2', '--out', str(tmp_path / 'g.json'),
+                 '--no-plot', '--no-progress', '--server', server.url, '--server-model',
+                 str(shipped), '--server-timeout', '120']) == 0
+    report = json.loads((tmp_path / 'g.json').read_text())
+    assert report['n_queries'] > 0 and report['model'] == str(shipped)
+
+
 def test_server_killed_mid_run_every_query_answered_then_recovers(server, shipped, frames):
     """QueryService (the node's loop) over the real server, SIGKILLed mid-run, then restarted
     on the same port (last in this module: it restarts the module's server)."""
