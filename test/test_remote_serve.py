@@ -13,6 +13,7 @@ so it is compared with the local resolver scoring that token too (``score_eos: f
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -170,8 +171,8 @@ def test_unknown_model_is_a_server_error_with_the_status(server, frames):
     r.close()
 
 
-def test_server_down_is_unreachable_and_retries_stay_in_the_deadline(frames):
-    image, marks, queries = frames[0]
+def test_server_down_is_unreachable_and_retries_stay_in_the_deadline():
+    image, marks, queries = np.zeros((32, 32, 3), np.uint8), [1, 2], ['the chair']
     port = free_port()  # nothing listens there: connection refused
     r = RemoteResolver(RemoteConfig(f'http://127.0.0.1:{port}', server_model='m', timeout=2.0,
                                     retries=3))
@@ -180,7 +181,10 @@ def test_server_down_is_unreachable_and_retries_stay_in_the_deadline(frames):
         r.score(image, marks, queries[0])
     elapsed = time.monotonic() - started
     assert exc.value.code == SERVER_UNREACHABLE
-    assert 'after 4 tries' in str(exc.value), str(exc.value)
+    tries = int(re.search(r'after (\d+) tries', str(exc.value)).group(1))
+    # retried (at most retries + 1 tries), and stopped at the deadline: on a loaded machine a
+    # refused connect can take most of a second, so fewer than 4 tries may fit in 2 s
+    assert 2 <= tries <= 4, str(exc.value)
     assert elapsed < 2.0 + 1.0, f'{elapsed:.2f} s: the retries overran the 2 s deadline'
     r.close()
 

@@ -473,13 +473,13 @@ class RemoteResolver:
     def _call(self, request: Callable[[float], object], deadline: float):
         """Run one HTTP request under the deadline, retrying retryable faults with backoff."""
         oa = self._openai
-        attempt, last = 0, ''
+        attempt, last, code = 0, '', None
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise RemoteError(SERVER_TIMEOUT, f'no answer from {self.config.base_url} '
-                                  f'within the {self.config.timeout:g} s deadline after '
-                                  f'{attempt} tries{last}')
+            if left <= 0:  # the last try's fault names it (a refused connect stays unreachable)
+                raise RemoteError(code or SERVER_TIMEOUT, f'no answer from '
+                                  f'{self.config.base_url} within the {self.config.timeout:g} s '
+                                  f'deadline after {attempt} tries{last}')
             if not self._slots.acquire(timeout=left):
                 raise RemoteError(SERVER_TIMEOUT, f'{self.config.max_in_flight} requests '
                                   f'already in flight for {self.config.timeout:g} s')
