@@ -28,6 +28,9 @@ EXTRAS = {
     'gpu': ['onnxruntime-gpu>=1.18'],
     'train': ['peft>=0.13', 'trl>=1.0', 'accelerate>=1.0', 'datasets>=3.0'],
     'speech': ['pocketsphinx>=5.0', 'silero-vad>=5.1'],
+    # the remote resolver's client (openai), and `transformers serve` for its tests and for
+    # serving a checkpoint without vLLM (transformers[serving] without the torch it repeats)
+    'serve': ['openai>=1.98', 'fastapi>=0.110', 'uvicorn>=0.29', 'starlette', 'rich'],
     'dev': ['pytest>=8', 'hypothesis>=6.100', 'ruff>=0.6'],
 }
 EXTRAS['all'] = sorted({dep for name, deps in EXTRAS.items() if name != 'gpu' for dep in deps})

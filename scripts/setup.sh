@@ -10,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q -U pip
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build
 .venv/bin/pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e '.[train,speech,dev]'
+.venv/bin/pip install -q -c constraints.txt -e '.[train,speech,serve,dev]'
 if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=''; [ "$(id -u)" = 0 ] || SUDO='sudo'
   { $SUDO apt-get install -y -qq espeak-ng || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng; }; } >/dev/null 2>&1 \

@@ -52,8 +52,14 @@ NO_TRANSFORM = 'no_transform'
 BAD_QUERY = 'bad_query'
 MODEL_ERROR = 'model_error'
 GOAL_ERROR = 'goal_error'
+# A served model's faults (model/remote.py raises them as RemoteError with one of these codes).
+SERVER_UNREACHABLE = 'server_unreachable'
+SERVER_TIMEOUT = 'server_timeout'
+SERVER_ERROR = 'server_error'
+BAD_ANSWER = 'bad_answer'
 FAILURE_CODES = (NO_FRAME, STALE_FRAME, NO_MARKS, ABSTAIN, NO_DEPTH, NO_TRANSFORM, BAD_QUERY,
-                 MODEL_ERROR, GOAL_ERROR)
+                 MODEL_ERROR, GOAL_ERROR, SERVER_UNREACHABLE, SERVER_TIMEOUT, SERVER_ERROR,
+                 BAD_ANSWER)
 
 
 class MarkLike(Protocol):
@@ -210,11 +216,14 @@ class SpatialOutcome:
         """JSON-ready form (what the CLI prints)."""
         def vec(v):
             return None if v is None else [round(float(x), 4) for x in v]
+
+        def prob(p):  # NaN (a server that gave no probabilities) is JSON null
+            return None if math.isnan(float(p)) else round(float(p), 4)
         return {
             'query': self.query, 'action': ACTION_NAMES.get(self.action, str(self.action)),
             'success': self.success, 'code': self.code, 'reason': self.reason,
-            'mark_id': self.mark_id, 'confidence': round(float(self.confidence), 4),
-            'scores': [[int(i), round(float(p), 4)] for i, p in self.ranked],
+            'mark_id': self.mark_id, 'confidence': prob(self.confidence),
+            'scores': [[int(i), prob(p)] for i, p in self.ranked],
             'target_camera': vec(self.target_camera), 'target_world': vec(self.target_world),
             'goal': None if self.goal is None else {
                 'frame_id': self.goal.frame_id, 'position': vec(self.goal.position),
@@ -301,8 +310,8 @@ def resolve_query(query: QueryRequest, frame: FrameRecord | None, resolver: Scor
             resolution = resolver.score(frame.image, mark_ids, query.text.strip())
         except InputError as exc:
             return out.fail(BAD_QUERY, str(exc))
-        except SpatialLlavaError as exc:
-            return out.fail(MODEL_ERROR, str(exc))
+        except SpatialLlavaError as exc:  # a RemoteError carries its own code
+            return out.fail(getattr(exc, 'code', MODEL_ERROR), str(exc))
     out.ranked = _ranked(resolution)
     out.confidence = float(resolution.confidence)
     if resolution.abstained or resolution.best_id is None:

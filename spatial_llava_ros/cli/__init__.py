@@ -3,7 +3,8 @@
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``, which adds a parser whose ``func(args) -> int`` runs it.
 Modules are discovered, so adding a command never touches this file. Expected
-failures (``SpatialLlavaError``, missing files) print one line and exit non-zero.
+failures (``SpatialLlavaError``, missing files, a missing optional extra) print one line
+and exit non-zero.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (SpatialLlavaError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f'spatial-llava {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed
+        from spatial_llava_ros.extras import missing_module_message
+
+        print(f'spatial-llava {args.command}: error: {missing_module_message(exc)}',
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f'spatial-llava {args.command}: interrupted', file=sys.stderr)

@@ -16,14 +16,55 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--dtype', default=None, help='bf16, fp16, fp32 (default: auto)')
     parser.add_argument('--threshold', type=float, default=0.0,
                         help='abstain when the best mark scores below this (0..1)')
+    add_server_args(parser)
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """--server URL and friends: score on a served model instead of in this process."""
+    g = parser.add_argument_group('served model (the serve extra; see docs/serving.md)')
+    g.add_argument('--server', default=None, metavar='URL',
+                   help='OpenAI-compatible server (vLLM, SGLang, Ollama, transformers serve), '
+                   'e.g. http://gpu-box:8000/v1; the frame and prompt go there, no local model')
+    g.add_argument('--server-model', default=None, metavar='NAME',
+                   help='model name on the server (default: the first it lists)')
+    g.add_argument('--api-key-env', default=None, metavar='VAR',
+                   help='environment variable holding the API key (default: none)')
+    g.add_argument('--server-timeout', type=float, default=30.0, metavar='S',
+                   help='seconds per query, retries included (default: 30)')
+    g.add_argument('--scoring', default='auto',
+                   choices=('auto', 'systemone', 'logprobs', 'generate'),
+                   help='how the server scores marks (default: auto, probed once)')
+
+
+def remote_resolver(args: argparse.Namespace, threshold: float = 0.0):
+    """The RemoteResolver for ``--server``; probe and fault lines go to stderr."""
+    from spatial_llava_ros.model.remote import RemoteConfig, RemoteResolver
+
+    config = RemoteConfig(server_url=args.server, server_model=args.server_model or '',
+                          api_key_env=args.api_key_env or '', timeout=args.server_timeout,
+                          scoring=args.scoring)
+    return RemoteResolver(config, abstain_threshold=threshold,
+                          on_log=lambda line: print(line, file=sys.stderr))
+
+
+def settings_dir(resolver, args: argparse.Namespace) -> Path:
+    """The checkpoint whose som_settings.json the marks follow: the loaded one, else --model
+    (for a served model: its local copy, or the shipped model)."""
+    from spatial_llava_ros.paths import model_dir
+
+    loaded = getattr(resolver, 'loaded', None)
+    return loaded.path if loaded is not None else model_dir(getattr(args, 'model', None))
 
 
 def load_resolver(args: argparse.Namespace):
-    """The resolver for ``--model``, else the shipped model, else a tiny random one (warned)."""
+    """The resolver for ``--server``, else ``--model``, else the shipped model, else a tiny
+    random one (warned)."""
     from spatial_llava_ros.errors import ModelLoadError
     from spatial_llava_ros.model.resolver import Resolver
     from spatial_llava_ros.paths import model_dir
 
+    if getattr(args, 'server', None):
+        return remote_resolver(args, args.threshold)
     try:
         path = model_dir(args.model)
     except ModelLoadError:

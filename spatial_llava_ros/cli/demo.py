@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         draw_answer,
         load_resolver,
         marker_kwargs,
+        settings_dir,
         write_rgb,
     )
     from spatial_llava_ros.evaluation.matching import match_marks
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     resolver = load_resolver(args)
     scene = generate_scene(args.seed)
     frame = scene.frame
-    marker = marker_kwargs(resolver.loaded.path)
+    marker = marker_kwargs(settings_dir(resolver, args))
     if args.style:
         marker['style'] = args.style
     marked = mark_frame(frame.rgb, frame.depth, frame.intrinsics, stamp_ns=frame.stamp_ns,

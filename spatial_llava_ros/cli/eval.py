@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from spatial_llava_ros.cli._common import add_server_args
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -27,6 +29,7 @@ def register(subparsers) -> None:
                    'colour-only segmentation, as for a camera without depth')
     g.add_argument('--no-plot', action='store_true', help='skip the PNG')
     g.add_argument('--no-progress', action='store_true')
+    add_server_args(g)
     g.set_defaults(func=run_grounding)
 
     d = sub.add_parser('describe', help='free-form answers: is the right target mark named?',
@@ -80,9 +83,14 @@ def run_grounding(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, scene_width=w, scene_height=h)
     if args.proposals:
         settings = dataclasses.replace(settings, proposals=args.proposals)
-    resolver = Resolver.from_pretrained(model, device=args.device)
+    if args.server:  # the marks still follow --model's (or the shipped model's) settings
+        from spatial_llava_ros.cli._common import remote_resolver
+
+        resolver = remote_resolver(args)
+    else:
+        resolver = Resolver.from_pretrained(model, device=args.device)
     report = evaluate_grounding(resolver, seeds, settings, progress=not args.no_progress)
-    report['model'] = str(model)
+    report['model'] = args.server_model or args.server if args.server else str(model)
     files = write_report(report, args.out, plot=not args.no_plot)
     print(json.dumps({'accuracy': round(report['accuracy'], 4),
                       'accuracy_matched': round(report['accuracy_matched'], 4),

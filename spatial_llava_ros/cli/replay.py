@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         draw_answer,
         load_resolver,
         marker_kwargs,
+        settings_dir,
         write_rgb,
     )
     from spatial_llava_ros.errors import InputError
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f'--frame {args.frame} out of range: the bag has {len(frames)} frames')
     index = args.frame % len(frames)
     resolver = load_resolver(args)
-    engine = MarkEngine(MarkerConfig.from_kwargs(**marker_kwargs(resolver.loaded.path)))
+    engine = MarkEngine(MarkerConfig.from_kwargs(**marker_kwargs(settings_dir(resolver, args))))
     marked = None
     for bag_frame in tqdm(frames[:index + 1], desc='marking', unit='frame', leave=False):
         marked = engine.process(bag_frame.rgb, bag_frame.depth, bag_frame.intrinsics,

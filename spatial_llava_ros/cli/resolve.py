@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from spatial_llava_ros.cli._common import add_server_args
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument('--dtype', default=None, help='bf16, fp16, fp32 (default: auto)')
     parser.add_argument('--threshold', type=float, default=0.0, help='abstain below this p')
     parser.add_argument('--prompt', default=None, help='prompt template YAML')
+    add_server_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,6 +37,11 @@ def _marks(text: str) -> list[int]:
         raise InputError(f'--marks must be comma-separated integers, got {text!r}') from None
 
 
+def _p(p: float) -> float | None:
+    """A probability for JSON: NaN (a server that only generates) is null."""
+    return None if p != p else round(p, 6)
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
@@ -43,19 +51,26 @@ def run(args: argparse.Namespace) -> int:
     from spatial_llava_ros.model.prompt import PromptTemplate
     from spatial_llava_ros.model.resolver import Resolver
 
-    model_dir = paths.model_dir(args.model)
     try:
         image = np.asarray(Image.open(args.image).convert('RGB'))
     except OSError as exc:
         raise InputError(f'cannot read image {args.image}: {exc}') from exc
-    resolver = Resolver.from_pretrained(
-        model_dir,
-        template=PromptTemplate.load(args.prompt) if args.prompt else None,
-        abstain_threshold=args.threshold,
-        device=args.device,
-        dtype=args.dtype,
-        adapter=args.adapter,
-    )
+    template = PromptTemplate.load(args.prompt) if args.prompt else None
+    if args.server:
+        from spatial_llava_ros.cli._common import remote_resolver
+
+        resolver = remote_resolver(args, args.threshold)
+        if template is not None:
+            resolver.template = template
+    else:
+        resolver = Resolver.from_pretrained(
+            paths.model_dir(args.model),
+            template=template,
+            abstain_threshold=args.threshold,
+            device=args.device,
+            dtype=args.dtype,
+            adapter=args.adapter,
+        )
     results = resolver.score_batch(image, _marks(args.marks), args.query)
     for res in results:
         print(
@@ -63,10 +78,12 @@ def run(args: argparse.Namespace) -> int:
                 {
                     'query': res.query,
                     'best_id': res.best_id,
-                    'confidence': round(res.confidence, 6),
+                    'confidence': _p(res.confidence),
                     'abstained': res.abstained,
                     'reason': res.reason,
-                    'ranked': [[m, round(p, 6)] for m, p in res.ranked],
+                    'ranked': [[m, _p(p)] for m, p in res.ranked],
+                    'scoring': res.scoring,
+                    'probabilities': res.probabilities,
                 }
             )
         )

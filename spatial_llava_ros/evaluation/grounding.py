@@ -31,6 +31,7 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
 
         it = tqdm(seeds, desc='eval grounding', unit='scene')
     scenes_without_marks = 0
+    failures: dict[str, int] = {}  # a served model's failed queries, by code: count as wrong
     for seed in it:
         ms = marked_scene(seed, settings, max_expressions=max_expressions)
         for _text, rel in ms.unmatched:
@@ -42,13 +43,14 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
             continue
         if not ms.queries:
             continue
-        results = resolver.score_batch(ms.image, ms.mark_ids, [q for q, _, _ in ms.queries])
+        results = _score(resolver, ms.image, ms.mark_ids, [q for q, _, _ in ms.queries],
+                         failures)
         chance = 1.0 / len(ms.mark_ids)
         for (_q, mark, rel), res in zip(ms.queries, results):
             e = per.setdefault(rel, _empty())
             e['n'] += 1
             e['matched'] += 1
-            e['correct'] += int(res.best_id == mark)
+            e['correct'] += int(res is not None and res.best_id == mark)
             e['random'] += chance
         resolver.forget_frames()
     total = _empty()
@@ -71,7 +73,32 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
         'wall_s': round(time.time() - t0, 1),
         'per_relation': {rel: _finish(e) for rel, e in sorted(per.items())},
     }
+    if failures:
+        report['failed_queries'] = dict(sorted(failures.items()))
     return report
+
+
+def _score(resolver, image, mark_ids, queries, failures: dict[str, int]) -> list:
+    """The batch's resolutions; with a served model, a query that fails (a RemoteError with
+    its code, e.g. bad_answer) is None and counted in ``failures`` instead of ending the run."""
+    from spatial_llava_ros.errors import ResolveError
+
+    try:
+        return resolver.score_batch(image, mark_ids, queries)
+    except ResolveError as exc:
+        if getattr(exc, 'code', None) is None:
+            raise
+    out = []
+    for q in queries:
+        try:
+            out.append(resolver.score(image, mark_ids, q))
+        except ResolveError as exc:
+            code = getattr(exc, 'code', None)
+            if code is None:
+                raise
+            failures[code] = failures.get(code, 0) + 1
+            out.append(None)
+    return out
 
 
 def _empty() -> dict:

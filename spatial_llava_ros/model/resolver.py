@@ -42,6 +42,8 @@ class Resolution:
     abstained: bool
     reason: str = ''
     log_likelihoods: dict[int, float] = field(default_factory=dict)  # log P(answer | prompt)
+    probabilities: bool = True  # False: a server that only generates (confidence is NaN)
+    scoring: str = 'local'  # which path scored it: local | systemone | logprobs | generate
 
 
 @dataclass

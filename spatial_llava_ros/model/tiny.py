@@ -248,6 +248,7 @@ def make_tiny_model(
     import torch
     from transformers import LlavaForConditionalGeneration
 
+    from spatial_llava_ros.model.chat_template import ensure_chat_template
     from spatial_llava_ros.model.prompt import PromptTemplate
 
     if image_size % patch_size:
@@ -282,4 +283,5 @@ def make_tiny_model(
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.save_pretrained(out)
     build_processor(tokenizer, image_size=image_size, patch_size=patch_size).save_pretrained(out)
+    ensure_chat_template(out)  # so transformers serve / vLLM can serve it as it is
     return out

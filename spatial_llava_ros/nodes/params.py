@@ -18,6 +18,8 @@ AUDIO_TYPES = ('auto', 'audio_common_msgs/AudioData', 'std_msgs/Int16MultiArray'
                'std_msgs/UInt8MultiArray')
 PCM_FORMATS = ('S16LE', 'S32LE', 'F32LE', 'U8')  # speech.ros_bridge.SAMPLE_FORMATS' keys
 SPEECH_BACKENDS = ('pocketsphinx', 'whisper')
+RESOLVER_BACKENDS = ('local', 'remote')
+REMOTE_SCORING = ('auto', 'systemone', 'logprobs', 'generate')  # model.remote.SCORING_MODES
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,22 @@ RESOLVER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('query_queue_size', 4, 'queries waiting for the model; when full the oldest is '
               'dropped and answered queue_full', 1, 1000, read_only=True),
     ParamSpec('frames_kept', 5, 'marked frames kept for the resolver', 1, 100, read_only=True),
+    ParamSpec('backend', 'local', 'local: load model_path in this process | remote: ask the '
+              'OpenAI-compatible server at server_url (vLLM, SGLang, Ollama, transformers '
+              'serve)', choices=RESOLVER_BACKENDS, read_only=True),
+    ParamSpec('server_url', '', 'backend remote: http(s)://host:port[/v1] of the server',
+              read_only=True),
+    ParamSpec('server_model', '', "backend remote: the served model's name; '' = the first "
+              'the server lists', read_only=True),
+    ParamSpec('api_key_env', '', 'backend remote: NAME of the environment variable holding '
+              "the API key ('' = none); the key itself never goes in a params file or a log",
+              read_only=True),
+    ParamSpec('timeout', 10.0, 'backend remote: seconds a query may take, retries included; '
+              'then it fails with server_timeout', 0.1, 600.0, read_only=True),
+    ParamSpec('max_in_flight', 4, 'backend remote: most HTTP requests this node has open at '
+              'once (several nodes share one server)', 1, 256, read_only=True),
+    ParamSpec('scoring', 'auto', 'backend remote: auto (probed once) | systemone | logprobs | '
+              'generate (no probabilities)', choices=REMOTE_SCORING, read_only=True),
 )
 
 SPEECH_PARAMS: tuple[ParamSpec, ...] = (

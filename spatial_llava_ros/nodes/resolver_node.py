@@ -132,6 +132,7 @@ class ResolverNode(LifecycleNode):
         declare_specs(self, RESOLVER_PARAMS)
         self._resolver = None
         self._model_dir: Path | None = None
+        self._remote = None  # model.remote.RemoteConfig when backend is remote
         self._fallbacks_logged = 0
         self._queue: QueryQueue[Job] | None = None
         self._frames: FrameBuffer | None = None
@@ -145,7 +146,13 @@ class ResolverNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model_path = param(self, 'model_path')
         try:
-            self._model_dir = resolve_model_dir(model_path)
+            if param(self, 'backend') == 'remote':
+                from spatial_llava_ros.model.remote import config_from_params
+
+                self._remote = config_from_params(lambda name: param(self, name))
+            else:
+                self._remote = None
+                self._model_dir = resolve_model_dir(model_path)
         except SpatialLlavaError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -192,7 +199,9 @@ class ResolverNode(LifecycleNode):
             callback_group=self._action_group)
         self._nav_client = ActionClient(self, NavigateToPose, param(self, 'nav_action'),
                                         callback_group=ReentrantCallbackGroup())
-        self.get_logger().info(f'configured: model {self._model_dir}, target frame '
+        where = (f'server {self._remote.base_url}' if self._remote is not None
+                 else f'model {self._model_dir}')
+        self.get_logger().info(f'configured: {where}, target frame '
                                f'{self._config.target_frame}, stand-off '
                                f'{self._config.standoff} m')
         return TransitionCallbackReturn.SUCCESS
@@ -205,6 +214,18 @@ class ResolverNode(LifecycleNode):
 
         hf_logging.disable_progress_bar()  # no 'Loading weights' bar in the launch log
         started = time.monotonic()
+        if self._remote is not None:
+            from spatial_llava_ros.model.remote import RemoteResolver
+
+            try:  # nothing is loaded: the server is probed by the first query
+                self._resolver = RemoteResolver(
+                    self._remote, abstain_threshold=param(self, 'abstain_threshold'),
+                    on_log=self.get_logger().info)
+            except (SpatialLlavaError, ImportError) as exc:
+                self.get_logger().error(f'activate failed: {exc}')
+                return TransitionCallbackReturn.FAILURE
+            self.get_logger().info(self._resolver.describe())
+            return self._start_worker(state)
         try:
             resolver = Resolver.from_pretrained(
                 str(self._model_dir), abstain_threshold=param(self, 'abstain_threshold'),
@@ -218,6 +239,9 @@ class ResolverNode(LifecycleNode):
         self._fallbacks_logged = 0
         self.get_logger().info(f'model loaded on {self._resolver.device} in '
                                f'{time.monotonic() - started:.1f} s')
+        return self._start_worker(state)
+
+    def _start_worker(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._queue.reopen()
         self._active.set()
         self._worker = threading.Thread(target=self._work, name='resolver_worker', daemon=True)
@@ -258,6 +282,9 @@ class ResolverNode(LifecycleNode):
         if self._resolver is None:
             return
         cuda = getattr(self._resolver.device, 'type', '') == 'cuda'
+        close = getattr(self._resolver, 'close', None)  # the remote backend's HTTP client
+        if close is not None:
+            close()
         self._resolver = None
         gc.collect()
         if cuda:
