@@ -599,4 +599,7 @@ def export(model, loaded, final: Path, cfg: TrainConfig, base: Path) -> Path:
     llava.eval()
     llava.save_pretrained(final, safe_serialization=True)
     loaded.processor.save_pretrained(final)
+    from spatial_llava_ros.model.chat_template import ensure_chat_template
+
+    ensure_chat_template(final)  # so transformers serve / vLLM serve it as it is
     return final
