@@ -235,6 +235,8 @@ def answer_loss(model, batch: Batch, reading_weight: float = 0.0, dense_heads=No
         r_logits = model.lm_head(r_hidden).float()
         loss = loss + reading_weight * torch.nn.functional.cross_entropy(
             r_logits, batch.reading_targets)
+    if stats is not None:
+        stats['answer_loss'] = float(loss.detach())  # before any auxiliary term
     if use_dense and captured:
         feats = captured[0].reshape(batch.dense_targets.shape[0], -1, captured[0].shape[-1])
         d_loss, acc = dense_heads.loss(feats, batch.dense_targets.to(feats.device))

@@ -356,13 +356,11 @@ def evaluate_frames(llava, packer: Packer, frames: list[MarkedScene], template: 
         for i in range(0, len(exs), batch_size):
             b = _to(packer.collate(exs[i:i + batch_size], dtype), device)
             stats: dict = {}
-            loss, per = answer_loss(llava, b, dense_heads=dense_heads, dense_weight=1.0,
-                                    stats=stats)
+            _, per = answer_loss(llava, b, dense_heads=dense_heads, dense_weight=1.0,
+                                 stats=stats)
+            loss_sum += stats.pop('answer_loss') * len(b.targets)
             for k, v in stats.items():
                 dense_sums.setdefault(k, []).append(v)
-            if dense_heads is not None and 'dense_loss' in stats:
-                loss = loss - stats['dense_loss']
-            loss_sum += float(loss) * len(b.targets)
             n_targets += len(b.targets)
             hits.append(per)
     llava.train()
@@ -505,12 +503,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
                 pix, tgt = pool.vision_batch(step * cfg.grad_accum + micro, cfg.batch_size,
                                              cfg.seed)
-                stats = {}
                 loss, acc = dense_heads.loss(image_features(llava, pix.to(device)),
                                              tgt.to(device))
-                stats.update({f'dense_{k}': v for k, v in acc.items()})
-                for k, v in stats.items():
-                    dense_window.setdefault(k, []).append(v)
+                for k, v in acc.items():
+                    dense_window.setdefault(f'dense_{k}', []).append(v)
                 (loss / cfg.grad_accum).backward()
                 loss_sum += float(loss.detach()) / cfg.grad_accum
                 continue
@@ -521,6 +517,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                                 enabled=compute_dtype != torch.float32):
                 loss, _ = answer_loss(llava, batch, cfg.reading_weight, dense_heads,
                                       cfg.dense_weight, stats)
+            stats.pop('answer_loss', None)
             for k, v in stats.items():
                 dense_window.setdefault(k, []).append(v)
             (loss / cfg.grad_accum).backward()
