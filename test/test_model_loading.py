@@ -241,3 +241,21 @@ def test_real_checkpoint_from_env():
     img = np.full((336, 448, 3), 127, np.uint8)
     res = resolver.score(img, [1, 2, 12], 'the chair left of the table')
     assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize('where', ['tiny', 'shipped'])
+def test_word_level_tokenizer_decodes_a_number_as_one_word(tiny_dir, where):
+    """Digits are single tokens (mark 12 is "1" "2"); a decoded answer must still say 12, or
+    a free-form description naming mark 12 reads as marks 1 and 2."""
+    from transformers import AutoTokenizer
+
+    from spatial_llava_ros.evaluation.describe import named_marks
+    from spatial_llava_ros.paths import model_dir
+
+    path = tiny_dir if where == 'tiny' else model_dir()
+    tok = AutoTokenizer.from_pretrained(path)
+    text = 'mark 12. it is the mug, and mark 3.'
+    ids = tok(text, add_special_tokens=False)['input_ids']
+    assert len(ids) > len(text.split())  # 12 is two tokens
+    assert tok.decode(ids) == text
+    assert named_marks(tok.decode(ids)) == [12, 3]

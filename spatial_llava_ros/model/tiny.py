@@ -37,6 +37,16 @@ def words_of(text: str) -> list[str]:
     return [w.lower() if w not in SPECIAL_TOKENS else w for w in _SPLIT.findall(text)]
 
 
+def number_decoder():
+    """Word-level decoding that writes a number back as one word: digits are single tokens
+    (mark 12 is "1" "2"), and a plain join would give "mark 1 2", which no reader (nor
+    ``eval describe``) takes for twelve. Adjacent digits are joined after the words are."""
+    from tokenizers import Regex, decoders
+
+    return decoders.Sequence([decoders.WordPiece(prefix='##', cleanup=True), decoders.Fuse(),
+                              decoders.Replace(Regex(r'(?<=\d) (?=\d)'), '')])
+
+
 def build_tokenizer(
     words: list[str] | tuple[str, ...] = (),
     texts: list[str] | tuple[str, ...] = (),
@@ -48,7 +58,7 @@ def build_tokenizer(
     digits and punctuation). ``image_token_id`` pins ``<image>`` to a given id (32000 for
     the LLaVA-1.5-7B layout); otherwise it gets the next free id.
     """
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
@@ -84,7 +94,7 @@ def build_tokenizer(
     tok.post_processor = processors.TemplateProcessing(
         single='<s> $A', pair='<s> $A $B', special_tokens=[('<s>', bos)]
     )
-    tok.decoder = decoders.WordPiece(prefix='##', cleanup=True)
+    tok.decoder = number_decoder()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token='<unk>',
