@@ -1,0 +1,186 @@
+"""How fast does the language model learn grounding when its image tokens are PERFECT?
+
+A diagnostic for the default-model recipe (docs/training.md, "Towards 85%"). The LM (from
+scratch, the shipped shape) reads the test-bed's dense ground truth instead of the ViT: at
+every patch the one-hot label / mark / category / colour / ranks / distance / column
+(training/dense.py) through one learned linear map replaces the projector's output. The
+validation top-1 curve is then a ceiling for the LM stage with perfect vision, which tells
+"the ViT is the bottleneck" from "the LM stage is the bottleneck".
+
+    python bench/oracle_lm.py --steps 400 --frames 1500 --lr 1.5e-3 --tag all
+    python bench/oracle_lm.py --steps 400 --queries-per-frame 40 --tag qpf40
+    python bench/oracle_lm.py --steps 200 --attention-weight 1.0 --tag attn
+
+``--attention-weight`` adds attention supervision: the last LM layer's attention from each
+answer's first position is pushed onto the target mark's patches (-log of its mass; eager
+attention, about 3x slower). Writes runs/oracle/TAG.json (the logged curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import random
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from spatial_llava_ros.model.loading import load_model
+from spatial_llava_ros.model.prompt import PromptTemplate
+from spatial_llava_ros.model.tiny import make_tiny_model
+from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
+from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
+from spatial_llava_ros.training.synthetic import SomSettings, training_frame
+from spatial_llava_ros.training.trainer import vocabulary_texts
+
+
+def _frames(n_train: int, out: Path):
+    cache = out / f'frames_{n_train}.pt'
+    if cache.is_file():
+        return torch.load(cache, weights_only=False)
+    settings = SomSettings(320, 240, 40.0, 'number', 'depth')
+    job = partial(training_frame, settings=settings, max_expressions=40, grid=16, dense=True,
+                  free=False)
+    with mp.get_context('fork').Pool(2) as pool:
+        train = [f for f in pool.imap(job, range(100000, 100000 + n_train), chunksize=8)
+                 if f.queries]
+        val = [f for f in pool.imap(job, range(90000, 90040), chunksize=8) if f.queries]
+    torch.save((train, val), cache)
+    return train, val
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--steps', type=int, default=400)
+    ap.add_argument('--frames', type=int, default=1500)
+    ap.add_argument('--lr', type=float, default=1.5e-3)
+    ap.add_argument('--text-layers', type=int, default=3)
+    ap.add_argument('--queries-per-frame', type=int, default=12)
+    ap.add_argument('--heads', default='all', help='dense heads the tokens carry, comma list')
+    ap.add_argument('--attention-weight', type=float, default=0.0)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
+    ap.add_argument('--tag', default='oracle')
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train, val = _frames(args.frames, args.out)
+    template = PromptTemplate.load()
+    base = args.out / f'base_{args.text_layers}'
+    make_tiny_model(base, image_size=192, patch_size=12, vision_hidden=16, vision_layers=1,
+                    text_hidden=128, text_layers=args.text_layers, heads=4,
+                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template))
+    loaded = load_model(base, dtype='float32')
+    model = loaded.model.train()
+    if args.attention_weight:
+        model.set_attn_implementation('eager')
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
+    packer = Packer(loaded.tokenizer, loaded.image_token_id, model.config.image_seq_length,
+                    loaded.processor.image_processor)
+    used = list(HEAD_NAMES) if args.heads == 'all' else args.heads.split(',')
+    sel = [HEAD_NAMES.index(h) for h in used]
+    oracle = torch.nn.Linear(sum(HEADS[HEAD_NAMES[i]] for i in sel), 128)
+    current: dict[str, torch.Tensor] = {}
+
+    def one_hot(t: torch.Tensor) -> torch.Tensor:  # (B, heads, P) -> (B, P, dim)
+        parts = []
+        for i in sel:
+            x = t[:, i].long()
+            parts.append(torch.nn.functional.one_hot(x.clamp(min=0), HEADS[HEAD_NAMES[i]])
+                         .float() * (x != IGNORE)[..., None])
+        return torch.cat(parts, -1)
+
+    model.model.multi_modal_projector.register_forward_hook(
+        lambda _m, _i, o: oracle(current['x']).reshape(o.shape))
+    dummy = torch.zeros(3, 192, 192)
+
+    def examples(frames, rng, qpf):
+        out = []
+        for f in frames:
+            qs = f.queries if len(f.queries) <= qpf else rng.sample(f.queries, qpf)
+            ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs], template)
+            ex.meta['marks'] = [m for _, m, _ in qs]
+            ex.pixel_values = dummy
+            ex.dense = torch.from_numpy(f.dense.marked)
+            out.append(ex)
+        return out
+
+    mark_row = HEAD_NAMES.index('mark')
+    img_start = packer.prefix_ids(template.frame_text([1])).index(loaded.image_token_id)
+    n_img = model.config.image_seq_length
+
+    def supervised_loss(batch, exs):
+        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                          attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                          use_cache=False, output_attentions=True)
+        att = out.attentions[-1]  # (B, H, L, L)
+        marks = [m for ex in exs for m in ex.meta['marks']]
+        first: dict[int, int] = {}
+        for k, a in enumerate(batch.answer_of.tolist()):
+            first.setdefault(a, k)
+        terms = []
+        for a, k in first.items():
+            r, p = (int(v) for v in batch.pred_pos[k])
+            on = (batch.dense_targets[r, mark_row] == marks[a]).float()
+            if on.any():
+                mass = (att[r, :, p, img_start:img_start + n_img] * on).sum(-1)
+                terms.append(-mass.clamp_min(1e-6).log().mean())
+        logits = model.lm_head(out.last_hidden_state[batch.pred_pos[:, 0],
+                                                     batch.pred_pos[:, 1]]).float()
+        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        hit = (logits.argmax(-1) == batch.targets).float()
+        per_answer = torch.ones(batch.num_answers).scatter_reduce(0, batch.answer_of, hit,
+                                                                  reduce='amin')
+        return loss + args.attention_weight * torch.stack(terms).mean(), per_answer
+
+    params = [p for p in model.parameters() if p.requires_grad] + list(oracle.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    rng = random.Random(0)
+
+    def evaluate() -> float:
+        model.eval()
+        hits = []
+        with torch.no_grad():
+            for i in range(0, len(val), 8):
+                batch = packer.collate(examples(val[i:i + 8], random.Random(1), 1000))
+                current['x'] = one_hot(batch.dense_targets)
+                hits.append(answer_loss(model, batch)[1])
+        model.train()
+        return float(torch.cat(hits).mean())
+
+    t0, log = time.time(), []
+    for step in range(1, args.steps + 1):
+        cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g['lr'] = args.lr * min(1.0, step / 100) * cosine
+        exs = examples([train[rng.randrange(len(train))] for _ in range(8)], rng,
+                       args.queries_per_frame)
+        batch = packer.collate(exs)
+        current['x'] = one_hot(batch.dense_targets)
+        if args.attention_weight:
+            loss, per_answer = supervised_loss(batch, exs)
+        else:
+            loss, per_answer = answer_loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 100 == 0 or step == args.steps:
+            row = {'step': step, 'loss': round(float(loss.detach()), 3),
+                   'train_acc': round(float(per_answer.mean()), 3),
+                   'wall_s': round(time.time() - t0)}
+            if step % 200 == 0 or step == args.steps:
+                row['val_acc'] = round(evaluate(), 3)
+            print(args.tag, row, flush=True)
+            log.append(row)
+    (args.out / f'{args.tag}.json').write_text(json.dumps(log, indent=1) + '\n')
+
+
+if __name__ == '__main__':
+    main()
