@@ -24,14 +24,17 @@ import math
 import multiprocessing as mp
 import random
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from spatial_llava_ros.model.loading import load_model
 from spatial_llava_ros.model.prompt import PromptTemplate
 from spatial_llava_ros.model.tiny import make_tiny_model
+from spatial_llava_ros.scene.catalog import CATEGORIES
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
 from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
 from spatial_llava_ros.training.synthetic import SomSettings, training_frame
@@ -62,6 +65,8 @@ def main() -> None:
     ap.add_argument('--queries-per-frame', type=int, default=12)
     ap.add_argument('--heads', default='all', help='dense heads the tokens carry, comma list')
     ap.add_argument('--attention-weight', type=float, default=0.0)
+    ap.add_argument('--curriculum', type=int, default=0,
+                    help='first N steps: only "the CATEGORY" queries of unique categories')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -100,10 +105,25 @@ def main() -> None:
         lambda _m, _i, o: oracle(current['x']).reshape(o.shape))
     dummy = torch.zeros(3, 192, 192)
 
-    def examples(frames, rng, qpf):
+    cat_row = HEAD_NAMES.index('category')
+    names = ['background'] + [c.replace('_', ' ') for c in CATEGORIES]
+
+    def unique_category_queries(f) -> list[tuple[str, int, str]]:
+        """'the lamp' -> its mark, for each category that only one marked object has."""
+        marks, cats = f.dense.marked[HEAD_NAMES.index('mark')], f.dense.marked[cat_row]
+        cat_of = {}
+        for m in f.mark_ids:
+            c = cats[(marks == m) & (cats > 0)]
+            if len(c):
+                cat_of[m] = int(np.bincount(c).argmax())
+        counts = Counter(cat_of.values())
+        return [(f'the {names[c]}', m, 'unique') for m, c in cat_of.items() if counts[c] == 1]
+
+    def examples(frames, rng, qpf, easy=False):
         out = []
         for f in frames:
-            qs = f.queries if len(f.queries) <= qpf else rng.sample(f.queries, qpf)
+            pool = (unique_category_queries(f) or f.queries) if easy else f.queries
+            qs = pool if len(pool) <= qpf else rng.sample(pool, qpf)
             ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs], template)
             ex.meta['marks'] = [m for _, m, _ in qs]
             ex.pixel_values = dummy
@@ -160,7 +180,7 @@ def main() -> None:
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100) * cosine
         exs = examples([train[rng.randrange(len(train))] for _ in range(8)], rng,
-                       args.queries_per_frame)
+                       args.queries_per_frame, easy=step <= args.curriculum)
         batch = packer.collate(exs)
         current['x'] = one_hot(batch.dense_targets)
         if args.attention_weight:
