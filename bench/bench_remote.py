@@ -170,7 +170,7 @@ def main() -> int:
         if args.server:
             url, served = args.server, args.server_model or ''
         else:
-            proc = ServeProcess(model, extra=extra, log_path=log).start()
+            proc = ServeProcess(model, extra=extra, log_path=log, niceness=0).start()
             url, served = proc.url, str(model)
         try:
             entry = {'server': name, 'latency': {}, 'throughput': {}}
