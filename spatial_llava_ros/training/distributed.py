@@ -60,11 +60,15 @@ def init(env: DistEnv, device_request: str | None, timeout_s: float = 1800.0) ->
     want_cuda = torch.cuda.is_available() and (device_request in (None, 'cuda', 'auto')
                                                or str(device_request).startswith('cuda'))
     if want_cuda:
-        device = torch.device('cuda', env.local_rank if env.active or device_request in (
-            None, 'cuda', 'auto') else torch.device(device_request).index or 0)
+        if env.active:  # one GPU per process, as the launcher numbered them on this node
+            device = torch.device('cuda', env.local_rank)
+        else:
+            index = torch.device(device_request).index if str(device_request).startswith(
+                'cuda') else None
+            device = torch.device('cuda', index or 0)
         torch.cuda.set_device(device)
     else:
-        device = torch.device(device_request or 'cpu')
+        device = torch.device('cpu' if device_request in (None, 'auto') else device_request)
     if env.active and not torch.distributed.is_initialized():
         backend = 'nccl' if device.type == 'cuda' else 'gloo'
         torch.distributed.init_process_group(

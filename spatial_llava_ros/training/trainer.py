@@ -4,7 +4,9 @@ Vision tower frozen (or trained, for a model from scratch), projector trained, l
 model fully or with LoRA (peft); bf16 on CUDA, float32 on CPU; optional gradient
 checkpointing; checkpoints that resume exactly (weights, optimiser, schedule, step); loss on
 answer tokens only; the final checkpoint is a plain LLaVA directory (LoRA merged, or adapter
-+ base path) that ``model.load_model`` / ``Resolver`` load unchanged.
++ base path) that ``model.load_model`` / ``Resolver`` load unchanged. The same loop runs
+as one process or as every rank of a torchrun / accelerate launch job (``distributed.py``:
+DDP or FSDP; ``datasets.py``: converted data read lazily; ``checkpoints.py``).
 """
 
 from __future__ import annotations
