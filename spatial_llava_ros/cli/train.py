@@ -10,7 +10,8 @@ def register(subparsers) -> None:
         'train', help='train a Spatial-LLaVA checkpoint (LLaVA recipe, LoRA or full)',
         description='Train on synthetic scenes or a converted LLaVA conversations JSON. The '
         'final checkpoint (OUTPUT_DIR/final) loads in the resolver unchanged. Re-running with '
-        'the same output dir resumes from its latest checkpoint.')
+        'the same output dir resumes from its latest checkpoint. Under torchrun or accelerate '
+        'launch the same command runs data-parallel (distributed: ddp | fsdp in the config).')
     parser.add_argument('--config', required=True, help='train config YAML (config/train_*.yaml)')
     parser.add_argument('--output-dir', help='override output_dir')
     parser.add_argument('--steps', type=int, help='override steps')
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from spatial_llava_ros.training.config import TrainConfig
+    from spatial_llava_ros.training.distributed import env_from_launcher
     from spatial_llava_ros.training.trainer import train
 
     overrides: dict = {}
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dense_heads_from:
         cfg.dense_heads_from = args.dense_heads_from
     result = train(cfg, progress=not args.no_progress)
-    last = result.history[-1] if result.history else {}
-    print(json.dumps({'final': str(result.final_dir), 'steps': result.steps,
-                      'wall_s': round(result.wall_s, 1), 'last': last}))
+    if env_from_launcher().is_main:  # one summary line per job, not one per rank
+        last = result.history[-1] if result.history else {}
+        print(json.dumps({'final': str(result.final_dir), 'steps': result.steps,
+                          'wall_s': round(result.wall_s, 1), 'last': last}))
     return 0

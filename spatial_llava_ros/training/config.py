@@ -98,6 +98,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = True
     threads: int | None = None
+    distributed: str = 'ddp'  # ddp | fsdp, when launched by torchrun / accelerate launch
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> TrainConfig:
@@ -132,6 +133,8 @@ class TrainConfig:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise InputError(f'steps {self.steps}, batch_size {self.batch_size}, grad_accum '
                              f'{self.grad_accum} must all be >= 1')
+        if self.distributed not in ('ddp', 'fsdp'):
+            raise InputError(f'distributed must be ddp or fsdp, got {self.distributed!r}')
         if self.lr <= 0:
             raise InputError(f'lr must be > 0, got {self.lr}')
         if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):

@@ -192,8 +192,10 @@ def image_features(llava, pixel_values: torch.Tensor) -> torch.Tensor:
     return feats.reshape(pixel_values.shape[0], -1, feats.shape[-1])
 
 
-def evaluate_dense(llava, heads: DenseHeads, frames, batch_size: int = 32) -> dict[str, float]:
-    """Per-head accuracies on held-out marked frames (``label_fg``: numbers read right)."""
+def evaluate_dense(llava, heads: DenseHeads, frames, batch_size: int = 32,
+                   forward=None) -> dict[str, float]:
+    """Per-head accuracies on held-out marked frames (``label_fg``: numbers read right).
+    ``forward``: the trainer's FSDP-wrapped ``StepModule``, called instead of the model."""
     sums: dict[str, list[float]] = {}
     llava.eval()
     with torch.no_grad():
@@ -203,7 +205,11 @@ def evaluate_dense(llava, heads: DenseHeads, frames, batch_size: int = 32) -> di
                 continue
             pix = torch.stack([f.pixels for f in chunk]).float()
             tg = torch.stack([torch.from_numpy(f.dense.marked) for f in chunk])
-            _, acc = heads.loss(image_features(llava, pix), tg)
+            if forward is not None:
+                _, _, acc = forward(pixels=pix, targets=tg)
+                acc = {k.removeprefix('dense_'): v for k, v in acc.items()}
+            else:
+                _, acc = heads.loss(image_features(llava, pix), tg)
             for k, v in acc.items():
                 sums.setdefault(k, []).append(v)
     llava.train()

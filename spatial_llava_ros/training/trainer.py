@@ -4,7 +4,9 @@ Vision tower frozen (or trained, for a model from scratch), projector trained, l
 model fully or with LoRA (peft); bf16 on CUDA, float32 on CPU; optional gradient
 checkpointing; checkpoints that resume exactly (weights, optimiser, schedule, step); loss on
 answer tokens only; the final checkpoint is a plain LLaVA directory (LoRA merged, or adapter
-+ base path) that ``model.load_model`` / ``Resolver`` load unchanged.
++ base path) that ``model.load_model`` / ``Resolver`` load unchanged. The same loop runs
+as one process or as every rank of a torchrun / accelerate launch job (``distributed.py``:
+DDP or FSDP; ``datasets.py``: converted data read lazily; ``checkpoints.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,7 +24,10 @@ import torch
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.model.prompt import PromptTemplate
+from spatial_llava_ros.training import checkpoints as ckpt
+from spatial_llava_ros.training import distributed as dist
 from spatial_llava_ros.training.config import TrainConfig, parse_seeds
+from spatial_llava_ros.training.distributed import DistEnv
 from spatial_llava_ros.training.packing import (
     Example,
     Packer,
@@ -39,7 +43,7 @@ from spatial_llava_ros.training.synthetic import (
     training_frame,
 )
 
-STATE_FILE = 'trainer_state.pt'
+STATE_FILE = ckpt.STATE_FILE
 
 
 @dataclass
@@ -332,17 +336,13 @@ def load_json_examples(cfg: TrainConfig, template: PromptTemplate) -> list[Examp
     return out
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    found = [p for p in out.glob('checkpoint-*') if (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split('-')[1]))
-
-
 def evaluate_frames(llava, packer: Packer, frames: list[MarkedScene], template: PromptTemplate,
                     dtype: torch.dtype, device: torch.device, batch_size: int = 8,
-                    dense_heads=None) -> dict:
+                    dense_heads=None, forward=None) -> dict:
     """Validation loss and teacher-forced exact-answer accuracy over every query (and,
     with ``dense_heads``, the per-patch heads' accuracies: ``val_dense_mark_on_marks`` is
-    how often the number drawn at a patch is read right)."""
+    how often the number drawn at a patch is read right). ``forward``: the FSDP-wrapped
+    ``StepModule`` to call instead of the (sharded) model itself."""
     llava.eval()
     loss_sum, n_targets, hits = 0.0, 0, []
     dense_sums: dict[str, list[float]] = {}
@@ -356,8 +356,11 @@ def evaluate_frames(llava, packer: Packer, frames: list[MarkedScene], template: 
         for i in range(0, len(exs), batch_size):
             b = _to(packer.collate(exs[i:i + batch_size], dtype), device)
             stats: dict = {}
-            _, per = answer_loss(llava, b, dense_heads=dense_heads, dense_weight=1.0,
-                                 stats=stats)
+            if forward is not None:
+                _, per, stats = forward(batch=b, dense_weight=1.0)
+            else:
+                _, per = answer_loss(llava, b, dense_heads=dense_heads, dense_weight=1.0,
+                                     stats=stats)
             loss_sum += stats.pop('answer_loss') * len(b.targets)
             for k, v in stats.items():
                 dense_sums.setdefault(k, []).append(v)
@@ -377,25 +380,75 @@ def _to(batch, device):
     return batch
 
 
+class StepModule(torch.nn.Module):
+    """What DDP / FSDP wrap: the LLaVA model and the trainer-only dense heads, with the loss
+    as ``forward`` (the wrappers sync gradients only for work done through ``forward``)."""
+
+    def __init__(self, llava, dense_heads=None) -> None:
+        super().__init__()
+        self.llava = llava
+        self.dense_heads = dense_heads
+
+    def forward(self, batch=None, pixels=None, targets=None, reading_weight: float = 0.0,
+                dense_weight: float = 0.0):
+        """(loss, per-answer exact match or None, stats). ``pixels``/``targets``: the
+        vision-only stage (dense heads on the projected image features, no LM)."""
+        stats: dict = {}
+        if pixels is not None:
+            from spatial_llava_ros.training.dense import image_features
+
+            loss, acc = self.dense_heads.loss(image_features(self.llava, pixels), targets)
+            return loss, None, {f'dense_{k}': v for k, v in acc.items()}
+        loss, per = answer_loss(self.llava, batch, reading_weight, self.dense_heads,
+                                dense_weight, stats)
+        return loss, per, stats
+
+
+def _prepare_on_rank0(env: DistEnv, job):
+    """Rank 0 builds (and caches) first; the others then read its cache."""
+    result = job() if env.is_main else None
+    dist.barrier(env)
+    return result if env.is_main else job()
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run (or resume) a training run; returns where the loadable checkpoint went."""
+    """Run (or resume) a training run; returns where the loadable checkpoint went.
+
+    One process, or one rank of a ``torchrun`` / ``accelerate launch`` job (DDP or FSDP per
+    ``distributed``): ``batch_size`` x ``grad_accum`` is the global batch of a step, drawn
+    from (seed, step) alone and split between the ranks, so steps, schedule and data mean
+    the same for any number of processes. Only rank 0 writes.
+    """
+    env = dist.env_from_launcher()
+    if env.active and env.world_size > cfg.batch_size:
+        raise InputError(f'{env.world_size} processes but batch_size {cfg.batch_size}: every '
+                         'rank needs at least one frame per micro-step (batch_size is global)')
+    device = dist.init(env, cfg.device)
+    try:
+        return _train(cfg, env, device, progress and env.is_main)
+    finally:
+        dist.shutdown(env)
+
+
+def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
+           ) -> TrainResult:
     from spatial_llava_ros.model.loading import load_model
 
     t_start = time.time()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'train_config.json').write_text(json.dumps(cfg.to_dict(), indent=2) + '\n',
-                                           encoding='utf-8')
     template = PromptTemplate.load()
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'train_config.json').write_text(json.dumps(cfg.to_dict(), indent=2) + '\n',
+                                               encoding='utf-8')
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
-    base = build_base(cfg, out, template)
-    loaded = load_model(base, device=cfg.device, dtype='float32')
-    device = loaded.device
+    base = _prepare_on_rank0(env, lambda: build_base(cfg, out, template))
+    loaded = load_model(base, device=device, dtype='float32')
     compute_dtype = torch.float32
     if device.type == 'cuda' and cfg.dtype in ('auto', 'bf16', 'bfloat16'):
         compute_dtype = torch.bfloat16
@@ -413,21 +466,23 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     packer = Packer(loaded.tokenizer, loaded.image_token_id, llava.config.image_seq_length,
                     loaded.processor.image_processor)
 
-    # ---- data
-    conversations: list[Example] = []
+    # ---- data: synthetic frames in memory, or converted records read lazily from disk
     frames: list[MarkedScene] = []
+    dataset = None
     vcfg = llava.config.vision_config
     grid = vcfg.image_size // vcfg.patch_size
     if cfg.data.source == 'json':
-        conversations = load_json_examples(cfg, template)
+        from spatial_llava_ros.training.datasets import ConversationDataset
+
+        dataset = ConversationDataset(cfg.data.json_path, cfg.data.image_dir, template, packer)
     else:
         cache = Path(cfg.data.workers_cache) if cfg.data.workers_cache else out / 'frames.pt'
-        frames = prepare_frames(parse_seeds(cfg.data.train_seeds), cfg, cache, 'train', progress,
-                                grid)
+        frames = _prepare_on_rank0(env, lambda: prepare_frames(
+            parse_seeds(cfg.data.train_seeds), cfg, cache, 'train', progress, grid))
     val_frames = []
-    if cfg.data.val_seeds:
-        val_frames = prepare_frames(parse_seeds(cfg.data.val_seeds), cfg, out / 'val_frames.pt',
-                                    'val', progress, grid)
+    if cfg.data.val_seeds and cfg.data.source == 'synthetic':
+        val_frames = _prepare_on_rank0(env, lambda: prepare_frames(
+            parse_seeds(cfg.data.val_seeds), cfg, out / 'val_frames.pt', 'val', progress, grid))
     for f in frames + val_frames:  # one preprocessing per frame, reused every epoch
         f.pixels = packer.pixels(Example(f.image, '')).to(torch.float16)
         if f.rgb is not None and cfg.data.vsr_frames:
@@ -452,136 +507,201 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                                  '(stale frames cache: delete it)')
             reading[k] = reading_targets(f.anchors, f.image.shape[:2], img, patch,
                                          loaded.tokenizer)
-    pool = FramePool(frames, conversations, template, cfg.data.queries_per_frame, reading,
-                     cfg.data.free_per_frame, cfg.data.vsr_frames, cfg.data.vsr_per_frame)
+    pool = None
+    if dataset is None:
+        pool = FramePool(frames, [], template, cfg.data.queries_per_frame, reading,
+                         cfg.data.free_per_frame, cfg.data.vsr_frames, cfg.data.vsr_per_frame)
     unk = loaded.tokenizer.unk_token_id
     unk_queries = sum(unk in packer.encode(t) for f in frames for t, _, _ in f.queries)
 
-    # ---- optimisation
-    params = [p for p in model.parameters() if p.requires_grad]
-    if dense_heads is not None:
-        params += list(dense_heads.parameters())
+    # ---- resume (weights into the plain module, before any wrapper shards them)
+    step_module = StepModule(llava, dense_heads)
+    step, history, prior_wall, state = 0, [], 0.0, None
+    ckpts = ckpt.checkpoints(out) if cfg.resume else []
+    if ckpts:
+        state = ckpt.load_state(ckpts[-1])
+        if state.get('format') == ckpt.FORMAT:
+            step_module.load_state_dict(state['module'])
+        else:  # a checkpoint of the single-process trainer before format 2
+            model.load_state_dict(state['model'])
+            if dense_heads is not None and 'dense_heads' in state:
+                dense_heads.load_state_dict(state['dense_heads'])
+        step, history, prior_wall = state['step'], state['history'], state.get('wall_s', 0.0)
+
+    # ---- parallel wrapper, then the optimiser over the (maybe sharded) parameters
+    # unused trainable parameters are normal here: LLaVA reads the second-to-last ViT layer
+    # (the last one gets no gradient when the tower trains), heads idle on some batches
+    wrapped = dist.wrap(step_module, cfg.distributed, env, device, find_unused=True)
+    params = [p for p in wrapped.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
                              {'params': no_decay, 'weight_decay': 0.0}], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    step, history, prior_wall = 0, [], 0.0
-    ckpts = _checkpoints(out) if cfg.resume else []
-    if ckpts:
-        state = torch.load(ckpts[-1] / STATE_FILE, weights_only=False, map_location=device)
-        model.load_state_dict(state['model'])
-        if dense_heads is not None and 'dense_heads' in state:
-            dense_heads.load_state_dict(state['dense_heads'])
-        opt.load_state_dict(state['optimizer'])
+    if state is not None:
+        if state.get('format') == ckpt.FORMAT:
+            dist.load_full_state(wrapped, opt, state['module'], state['optimizer'])
+        else:
+            opt.load_state_dict(state['optimizer'])
         sched.load_state_dict(state['scheduler'])
-        step, history, prior_wall = state['step'], state['history'], state.get('wall_s', 0.0)
+        state = None  # free the host copy
     meta = {'trainable_params': sum(p.numel() for p in params),
             'total_params': sum(p.numel() for p in llava.parameters()),
-            'train_frames': len(pool.frames), 'conversations': len(conversations),
-            'train_queries': sum(len(f.queries) for f in pool.frames),
-            'unk_queries': unk_queries, 'resumed_from_step': step}
-    (out / 'train_meta.json').write_text(json.dumps(meta, indent=2) + '\n', encoding='utf-8')
+            'train_frames': len(pool.frames) if pool else 0,
+            'conversations': len(dataset) if dataset is not None else 0,
+            'train_queries': sum(len(f.queries) for f in pool.frames) if pool else 0,
+            'unk_queries': unk_queries, 'resumed_from_step': step,
+            'world_size': env.world_size,
+            'distributed': cfg.distributed if env.active else 'none'}
+    log = None
+    if env.is_main:
+        (out / 'train_meta.json').write_text(json.dumps(meta, indent=2) + '\n',
+                                             encoding='utf-8')
+        if step:  # lines logged after that checkpoint, before a crash, are done again
+            ckpt.truncate_log(out / 'train_log.jsonl', step)
+        log = (out / 'train_log.jsonl').open('a', encoding='utf-8')
 
-    log = (out / 'train_log.jsonl').open('a', encoding='utf-8')
+    last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
+    per_micro = cfg.batch_size + (cfg.data.vsr_frames if pool and pool.vsr_pool
+                                  and not cfg.vision_only else 0)
+    loader = None
+    if dataset is not None:
+        from spatial_llava_ros.training.datasets import conversation_loader
+
+        loader = iter(conversation_loader(dataset, packer, compute_dtype, cfg.batch_size,
+                                          cfg.seed, step * cfg.grad_accum,
+                                          last_step * cfg.grad_accum, env, cfg.data.workers))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=min(cfg.steps, cfg.stop_at or cfg.steps), initial=step, desc='train',
-                   unit='step')
-    run_start = time.time()
+        bar = tqdm(total=last_step, initial=step, desc='train', unit='step')
+    run_start, first_step = time.time(), step
     window: list[float] = []
     dense_window: dict[str, list[float]] = {}
-    last_step = min(cfg.steps, cfg.stop_at or cfg.steps)
     while step < last_step:
         opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for micro in range(cfg.grad_accum):
+            t = step * cfg.grad_accum + micro
+            kwargs: dict = {}
             if cfg.vision_only:
-                from spatial_llava_ros.training.dense import image_features
-
-                pix, tgt = pool.vision_batch(step * cfg.grad_accum + micro, cfg.batch_size,
-                                             cfg.seed)
-                loss, acc = dense_heads.loss(image_features(llava, pix.to(device)),
-                                             tgt.to(device))
-                for k, v in acc.items():
-                    dense_window.setdefault(f'dense_{k}', []).append(v)
-                (loss / cfg.grad_accum).backward()
-                loss_sum += float(loss.detach()) / cfg.grad_accum
-                continue
-            batch = _to(packer.collate(pool.batch(step * cfg.grad_accum + micro, cfg.batch_size,
-                                                  cfg.seed), compute_dtype), device)
-            stats: dict = {}
-            with torch.autocast(device.type, dtype=compute_dtype,
-                                enabled=compute_dtype != torch.float32):
-                loss, _ = answer_loss(llava, batch, cfg.reading_weight, dense_heads,
-                                      cfg.dense_weight, stats)
+                pix, tgt = pool.vision_batch(t, cfg.batch_size, cfg.seed)
+                kwargs = {'pixels': dist.shard(pix, env).to(device),
+                          'targets': dist.shard(tgt, env).to(device)}
+                n_local = len(kwargs['pixels'])
+            else:
+                if loader is not None:
+                    batch = _to(next(loader), device)
+                else:
+                    batch = _to(packer.collate(dist.shard(pool.batch(t, cfg.batch_size,
+                                                                     cfg.seed), env),
+                                               compute_dtype), device)
+                kwargs = {'batch': batch, 'reading_weight': cfg.reading_weight,
+                          'dense_weight': cfg.dense_weight}
+                n_local = len(batch.targets)
+            # each rank's mean is weighted by its share of the global batch's answer tokens
+            # (frames in the vision-only stage), so the sum over ranks is the global mean
+            (n_global,) = dist.all_sum(env, [n_local], device)
+            share = n_local / max(1.0, n_global)
+            with dist.no_sync(wrapped, micro < cfg.grad_accum - 1), torch.autocast(
+                    device.type, dtype=compute_dtype, enabled=compute_dtype != torch.float32):
+                loss, _, stats = wrapped(**kwargs)
+                (loss * (share * env.world_size / cfg.grad_accum)).backward()
             stats.pop('answer_loss', None)
             for k, v in stats.items():
                 dense_window.setdefault(k, []).append(v)
-            (loss / cfg.grad_accum).backward()
-            loss_sum += float(loss.detach()) / cfg.grad_accum
+            loss_sum += float(loss.detach()) * share / cfg.grad_accum
+        (loss_sum,) = dist.all_sum(env, [loss_sum], device)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
         step += 1
         window.append(loss_sum)
+        rate = (step - first_step) * per_micro * cfg.grad_accum / max(1e-9,
+                                                                       time.time() - run_start)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f'{loss_sum:.3f}', lr=f'{sched.get_last_lr()[0]:.2e}')
+            bar.set_postfix(loss=f'{loss_sum:.3f}', lr=f'{sched.get_last_lr()[0]:.2e}',
+                            samples_s=f'{rate:.1f}')
         entry = None
         if step % cfg.log_every == 0 or step == 1 or step == last_step:
             entry = {'step': step, 'loss': float(np.mean(window)), 'lr': sched.get_last_lr()[0],
                      'wall_s': round(prior_wall + time.time() - run_start, 1),
+                     'samples_per_s': round(rate, 2),
                      **{k: round(float(np.mean(v)), 4) for k, v in dense_window.items()}}
             window, dense_window = [], {}
         if val_frames and (step % cfg.eval_every == 0 or step == last_step):
             entry = entry or {'step': step, 'wall_s': round(prior_wall + time.time() - run_start,
                                                             1)}
-            if cfg.vision_only:
-                from spatial_llava_ros.training.dense import evaluate_dense
-
-                entry.update(evaluate_dense(llava, dense_heads, val_frames))
-            else:
-                entry.update(evaluate_frames(llava, packer, val_frames, template,
-                                             compute_dtype, device, dense_heads=dense_heads))
-        if entry is not None:
+            entry.update(_validate(cfg, env, wrapped, llava, dense_heads, packer, val_frames,
+                                   template, compute_dtype, device))
+        if entry is not None and log is not None:
             history.append(entry)
             log.write(json.dumps(entry) + '\n')
             log.flush()
         if step % cfg.save_every == 0 or step == last_step:
-            _save_state(out, step, model, opt, sched, history,
-                        prior_wall + time.time() - run_start, cfg.keep_checkpoints, dense_heads)
+            module_sd, opt_sd = dist.full_state(wrapped, opt)  # a collective under FSDP
+            if env.is_main:
+                ckpt.save_state(out, step, module_sd, opt_sd, sched, history,
+                                prior_wall + time.time() - run_start, cfg.keep_checkpoints)
+            del module_sd, opt_sd
     if bar is not None:
         bar.close()
-    log.close()
+    if log is not None:
+        log.close()
     wall = prior_wall + time.time() - run_start
-    final = export(model, loaded, out / 'final', cfg, base)
-    if dense_heads is not None:  # for a next stage; not part of the checkpoint
-        torch.save(dense_heads.state_dict(), out / 'dense_heads.pt')
-    settings_from_data(cfg.data).save(final)
-    summary = {'steps': step, 'wall_s': round(wall, 1), 'total_s': round(time.time() - t_start, 1),
-               'last': history[-1] if history else None, **meta}
-    (final / 'train_summary.json').write_text(json.dumps(summary, indent=2) + '\n',
-                                              encoding='utf-8')
+    final = out / 'final'
+    if dist.is_fsdp(wrapped):  # gather the shards; rank 0 exports from a plain copy
+        module_sd, _ = dist.full_state(wrapped, None)
+        if env.is_main:
+            model, loaded, dense_heads = _plain_copy(cfg, base, module_sd)
+        del module_sd
+    if env.is_main:
+        export(model, loaded, final, cfg, base)
+        if dense_heads is not None:  # for a next stage; not part of the export
+            torch.save(dense_heads.state_dict(), out / 'dense_heads.pt')
+        settings_from_data(cfg.data).save(final)
+        summary = {'steps': step, 'wall_s': round(wall, 1),
+                   'total_s': round(time.time() - t_start, 1),
+                   'last': history[-1] if history else None, **meta}
+        (final / 'train_summary.json').write_text(json.dumps(summary, indent=2) + '\n',
+                                                  encoding='utf-8')
+    dist.barrier(env)  # nobody leaves before the final model is on disk
     return TrainResult(final, step, wall, history)
 
 
-def _save_state(out: Path, step: int, model, opt, sched, history, wall: float, keep: int,
-                dense_heads=None):
-    ck = out / f'checkpoint-{step}'
-    ck.mkdir(parents=True, exist_ok=True)
-    tmp = ck / (STATE_FILE + '.tmp')
-    state = {'step': step, 'model': model.state_dict(), 'optimizer': opt.state_dict(),
-             'scheduler': sched.state_dict(), 'history': history, 'wall_s': wall}
-    if dense_heads is not None:  # trainer-only heads: resumed, never exported
-        state['dense_heads'] = dense_heads.state_dict()
-    torch.save(state, tmp)
-    tmp.replace(ck / STATE_FILE)  # atomic: a killed run never leaves a half checkpoint
-    for old in _checkpoints(out)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
+def _validate(cfg: TrainConfig, env: DistEnv, wrapped, llava, dense_heads, packer: Packer,
+              val_frames: list[MarkedScene], template: PromptTemplate,
+              compute_dtype: torch.dtype, device: torch.device) -> dict:
+    """Validation on rank 0 (DDP: its full copy) or on every rank (FSDP: the shards must be
+    gathered by all); returns {} on ranks that do not log."""
+    fsdp = dist.is_fsdp(wrapped)
+    if not (env.is_main or fsdp):
+        return {}
+    if cfg.vision_only:
+        from spatial_llava_ros.training.dense import evaluate_dense
+
+        return evaluate_dense(llava, dense_heads, val_frames,
+                              forward=wrapped if fsdp else None)
+    return evaluate_frames(llava, packer, val_frames, template, compute_dtype, device,
+                           dense_heads=dense_heads, forward=wrapped if fsdp else None)
+
+
+def _plain_copy(cfg: TrainConfig, base: Path, module_sd: dict):
+    """An unsharded CPU model with the gathered weights, for rank 0's export under FSDP."""
+    from spatial_llava_ros.model.loading import load_model
+
+    loaded = load_model(base, device='cpu', dtype='float32')
+    model, llava = _trainable(loaded.model, cfg)
+    heads = None
+    if any(k.startswith('dense_heads.') for k in module_sd):
+        from spatial_llava_ros.training.dense import DenseHeads
+
+        heads = DenseHeads(llava.config.text_config.hidden_size)
+    StepModule(llava, heads).load_state_dict(module_sd)
+    return model, loaded, heads
 
 
 def export(model, loaded, final: Path, cfg: TrainConfig, base: Path) -> Path:
