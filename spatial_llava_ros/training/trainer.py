@@ -379,6 +379,7 @@ def _to(batch, device):
 
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Run (or resume) a training run; returns where the loadable checkpoint went."""
+    from spatial_llava_ros.model.families import checkpoint_family
     from spatial_llava_ros.model.loading import load_model
 
     t_start = time.time()
@@ -394,6 +395,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     torch.manual_seed(cfg.seed)
 
     base = build_base(cfg, out, template)
+    if checkpoint_family(base) != 'llava':  # a newer family: LoRA on the same SoM turns
+        from spatial_llava_ros.training.family_trainer import train_family
+
+        return train_family(cfg, base, template, progress)
     loaded = load_model(base, device=cfg.device, dtype='float32')
     device = loaded.device
     compute_dtype = torch.float32
