@@ -119,7 +119,10 @@ def test_multi_digit_scores_equal_product_of_plain_forward_token_probs(ckpt, ima
 
 def test_cached_prefix_equals_full_forward(ckpt, image):
     _, _, loaded = ckpt
-    one_pass = Resolver(loaded, frame_cache_size=0).score(image, MARKS, QUERY)
+    full = Resolver(loaded, frame_cache_size=0)
+    full.one_pass = True  # prefix + tree in ONE forward under a 4D mask
+    one_pass = full.score(image, MARKS, QUERY)
+    two_pass = Resolver(loaded, frame_cache_size=0).score(image, MARKS, QUERY)  # the default
     r = Resolver(loaded)
     frame = r.encode_frame(image, MARKS)
     assert frame.image_tokens == r.image_tokens(image) and frame.position_base <= frame.prefix_len
@@ -127,6 +130,8 @@ def test_cached_prefix_equals_full_forward(ckpt, image):
     again = r.score_frame(frame, [QUERY])[0]  # the cache is restored after each query
     for m in MARKS:
         assert math.isclose(cached.log_likelihoods[m], one_pass.log_likelihoods[m], abs_tol=1e-4)
+        assert math.isclose(two_pass.log_likelihoods[m], one_pass.log_likelihoods[m],
+                            abs_tol=1e-4)
         assert math.isclose(again.log_likelihoods[m], cached.log_likelihoods[m], abs_tol=1e-6)
 
 

@@ -15,8 +15,12 @@ the parts that differ per family taken from the family itself:
   M-RoPE positions (``get_rope_index``) and every text token after it the same position on
   all three rows, continuing from the prefix's largest position + 1, which is what Qwen2-VL
   gives text after an image. Because of that the token tree (tree.py: a 4D mask and
-  per-branch positions) is exact for all four families, and all of them score a new frame
-  in one forward pass and a follow-up query in one pass over the cached prefix.
+  per-branch positions) is exact for all four families: a follow-up query is one pass over
+  the cached prefix, and several queries on one frame share one tree.
+- a new frame: by default the prefix runs once as a plain causal pass (sdpa's fused kernel;
+  these prefixes are 400-2,400 tokens long) and the tree then runs on its cache; with
+  ``one_pass = True`` both run in ONE forward under a (P+T)^2 4D mask, as for LLaVA-1.5.
+  Both give the same numbers (tested); bench_families.py times both.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class ChatResolver(Resolver):
         self._frames: OrderedDict[str, FrameCache] = OrderedDict()
         self._answer_ids: dict[int, list[int]] = {}
         self._lock = Lock()
+        # New frame: False = a causal prefix pass then the tree on its cache (default: the
+        # long prefixes of these families run the fused causal attention kernel, see
+        # bench_families.py); True = ONE pass over prefix + tree under a 4D mask.
+        self.one_pass = False
 
     # ---- tokens -------------------------------------------------------------------------
 
@@ -235,8 +243,9 @@ class ChatResolver(Resolver):
     def score_batch(
         self, image: np.ndarray, mark_ids: list[int], queries: list[str]
     ) -> list[Resolution]:
-        """Queries that arrived together on one frame; a new frame is scored in ONE forward
-        pass over image + instruction + every query and answer (and leaves its cache)."""
+        """Queries that arrived together on one frame. A new frame's prefix is encoded once
+        (causal) and every query and answer scored as a token tree on its cache, which stays
+        for follow-up queries; ``one_pass = True`` does both in one forward under a 4D mask."""
         check_image(image)
         marks = check_marks(mark_ids)
         queries = check_queries(queries)
@@ -252,6 +261,17 @@ class ChatResolver(Resolver):
             ctx = (self._ids(frame_text), frame_text, base)
             tree = build_tree([self.query_ids(ctx, q) for q in queries], cands)
             p = len(prefix)
+            if not self.one_pass:  # causal prefix (fused kernel), then the tree on its cache
+                cache = self._new_cache()
+                self._forward_ids(torch.tensor(prefix), None, self._rows(pos), cache,
+                                  torch.tensor([p - 1]), mm)
+                mask = additive_mask(p, tree, with_prefix_queries=False, dtype=self.dtype)
+                logits = self._forward_ids(tree.ids, mask, self._rows(base + tree.depth[None]),
+                                           cache, tree.logit_pos)
+                if self.frame_cache_size:
+                    frame = self._remember(key, marks, p, cache, frame_text)
+                    self._keep(frame, base, prefix.count(self.image_token_id))
+                return self._score_tree(logits, tree, marks, queries)
             ids = torch.cat([torch.tensor(prefix), tree.ids])
             positions = torch.cat([self._rows(pos), self._rows(base + tree.depth[None])], dim=1)
             mask = additive_mask(p, tree, with_prefix_queries=True, dtype=self.dtype)

@@ -53,8 +53,8 @@ def family_of(cfg: dict, path: Path | str = '') -> Family:
     fam = FAMILIES.get(model_type)
     if fam is None:
         raise ModelLoadError(
-            f'{path} is a {model_type!r} checkpoint (architectures {cfg.get("architectures")}); '
-            f'supported model_type: {supported()}'
+            f'{path} is a {model_type!r} checkpoint, not a supported vision-language family '
+            f'(architectures {cfg.get("architectures")}); supported model_type: {supported()}'
         )
     return fam
 

@@ -291,8 +291,10 @@ def make_family_model(out_dir: str | Path, family: str, seed: int = 0, hidden: i
     if family == 'llava':
         from spatial_llava_ros.model.tiny import make_tiny_model
 
-        return make_tiny_model(out, seed=seed, vision_hidden=hidden, text_hidden=hidden,
-                               vision_layers=layers, text_layers=layers, heads=heads)
+        # LLaVA-1.5's CLIP-336 geometry (576 image tokens), unlike make-tiny-model's 32 px
+        return make_tiny_model(out, seed=seed, image_size=336, patch_size=14,
+                               vision_hidden=hidden, text_hidden=hidden, vision_layers=layers,
+                               text_layers=layers, heads=heads, max_positions=4096)
     if family in ('qwen2_vl', 'qwen2_5_vl'):
         return make_qwen2_vl(out, seed, hidden, layers, heads, qwen25=family == 'qwen2_5_vl')
     if family == 'idefics3':
