@@ -126,7 +126,7 @@ def test_not_a_llava_checkpoint(copy_dir):
     cfg = json.loads((copy_dir / 'config.json').read_text())
     cfg['model_type'] = 'llama'
     (copy_dir / 'config.json').write_text(json.dumps(cfg))
-    with pytest.raises(ModelLoadError, match="'llama' checkpoint, not a LLaVA"):
+    with pytest.raises(ModelLoadError, match="'llama' checkpoint, not a supported .*llava_next"):
         load_model(copy_dir)
     (copy_dir / 'config.json').write_text('{not json')
     with pytest.raises(ModelLoadError, match='not valid JSON'):

@@ -1,9 +1,11 @@
-"""Load a LLaVA-architecture checkpoint from a local directory (never from a hub).
+"""Load a vision-language checkpoint from a local directory (never from a hub).
 
 Accepted: the llava-hf/llava-1.5-7b-hf layout (config.json with model_type "llava",
-safetensors, tokenizer, processor), a fine-tuned Spatial-LLaVA in the same layout, or a PEFT
-LoRA adapter directory on top of such a base. Every way this can go wrong ends in one
-``ModelLoadError`` that names the path and the numbers involved.
+safetensors, tokenizer, processor), a fine-tuned Spatial-LLaVA in the same layout, a
+LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL or Idefics3 (SmolVLM) checkpoint in its transformers layout
+(dispatched on config.json's model_type, see ``families.py``), or a PEFT LoRA adapter
+directory on top of any of them. Every way this can go wrong ends in one ``ModelLoadError``
+that names the path and the numbers involved.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class LoadedModel:
     dtype: torch.dtype
     path: Path
     adapter: Path | None = None
+    family: str = 'llava'  # config.json model_type, a key of families.FAMILIES
 
     @property
     def image_token_id(self) -> int:
@@ -75,7 +78,7 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
 
 
 def read_config(path: Path) -> dict:
-    """config.json of a checkpoint directory, checked to be a LLaVA one."""
+    """config.json of a checkpoint directory, checked to be of a supported family."""
     cfg_file = path / 'config.json'
     if not cfg_file.is_file():
         raise ModelLoadError(f'{path} has no config.json: not a transformers checkpoint')
@@ -83,12 +86,9 @@ def read_config(path: Path) -> dict:
         cfg = json.loads(cfg_file.read_text(encoding='utf-8'))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f'{cfg_file} is not valid JSON: {exc}') from exc
-    model_type = cfg.get('model_type')
-    if model_type != 'llava':
-        raise ModelLoadError(
-            f'{path} is a {model_type!r} checkpoint, not a LLaVA one (config model_type '
-            f'must be "llava", architectures {cfg.get("architectures")})'
-        )
+    from spatial_llava_ros.model.families import family_of
+
+    family_of(cfg, path)
     return cfg
 
 
@@ -174,12 +174,15 @@ def load_model(
     check_safetensors(path)
     dev = pick_device(device)
     dt = pick_dtype(dtype, dev)
-
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
     proc_dir = path
     if adapter_path is not None and (adapter_path / 'tokenizer_config.json').is_file():
         proc_dir = adapter_path  # an adapter that added tokens ships its own tokenizer
+    if cfg['model_type'] != 'llava':
+        return _load_family(path, cfg, proc_dir, dev, dt, adapter_path, attn_implementation,
+                            merge_adapter)
+
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
     try:
         processor = AutoProcessor.from_pretrained(proc_dir, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any loader failure is one clear error
@@ -212,6 +215,33 @@ def load_model(
         model = _apply_adapter(model, adapter_path, merge_adapter)
     model.to(dev).eval()
     return LoadedModel(model, processor, tokenizer, dev, dt, path, adapter_path)
+
+
+def _load_family(path, cfg, proc_dir, dev, dt, adapter_path, attn, merge) -> LoadedModel:
+    """A LLaVA-NeXT, Qwen2-VL / Qwen2.5-VL or Idefics3 checkpoint (``families.py``)."""
+    from spatial_llava_ros.model.families import (
+        family_of,
+        image_token_of,
+        load_family_model,
+        load_processor,
+    )
+
+    fam = family_of(cfg, path)
+    processor = load_processor(proc_dir, fam)
+    tokenizer = processor.tokenizer
+    token = image_token_of(processor)
+    image_token_id = cfg.get('image_token_id', cfg.get('image_token_index'))
+    tok_id = tokenizer.convert_tokens_to_ids(token)
+    if tok_id is None or tok_id == tokenizer.unk_token_id or tok_id != image_token_id:
+        raise ModelLoadError(
+            f'tokenizer in {proc_dir} maps {token} to {tok_id}, config says {image_token_id}'
+        )
+    model = load_family_model(path, fam, dt, attn)
+    if adapter_path is not None:
+        model = _apply_adapter(model, adapter_path, merge)
+    model.to(dev).eval()
+    return LoadedModel(model, processor, tokenizer, dev, dt, path, adapter_path,
+                       family=fam.model_type)
 
 
 def _apply_adapter(model, adapter_path: Path, merge: bool):

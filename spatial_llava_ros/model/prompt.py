@@ -21,6 +21,10 @@ class PromptTemplate:
     mark_separator: str = ', '
     score_eos: bool = True
     question: str = '{system} USER: <image>\n{question} ASSISTANT:'
+    # the same instruction for families with their own chat template (Qwen2-VL, Idefics3,
+    # LLaVA-NeXT): the template adds the turns, the image and the assistant header
+    chat_frame: str = 'The objects in the image are labelled with numeric marks: {marks}.'
+    chat_query: str = ' Which mark is {query}? Answer with the mark number only.'
 
     def __post_init__(self) -> None:
         if IMAGE_PLACEHOLDER not in self.frame_prefix:
@@ -31,6 +35,11 @@ class PromptTemplate:
             raise InputError('prompt query must contain {query}')
         if '{mark}' not in self.answer:
             raise InputError('prompt answer must contain {mark}')
+        if '{marks}' not in self.chat_frame or IMAGE_PLACEHOLDER in self.chat_frame:
+            raise InputError('prompt chat_frame must contain {marks} and no <image> (the chat '
+                             'template places the image)')
+        if '{query}' not in self.chat_query:
+            raise InputError('prompt chat_query must contain {query}')
         if IMAGE_PLACEHOLDER not in self.question or '{question}' not in self.question:
             raise InputError(
                 f'prompt question must contain {IMAGE_PLACEHOLDER!r} and {{question}}'
@@ -76,4 +85,5 @@ class PromptTemplate:
 
     def all_text(self) -> str:
         """Every fixed piece of text, used to build a tiny tokenizer's vocabulary."""
-        return ' '.join([self.system, self.frame_prefix, self.query, self.answer, self.question])
+        return ' '.join([self.system, self.frame_prefix, self.query, self.answer, self.question,
+                         self.chat_frame, self.chat_query])

@@ -57,6 +57,8 @@ class FrameCache:
     snapshot: list[tuple[torch.Tensor, torch.Tensor]]
     frame_text: str
     context_ids: list[int]  # tokens of frame_text without special tokens (query context)
+    position_base: int | None = None  # first position after the prefix (M-RoPE: not P)
+    image_tokens: int | None = None  # image tokens in the prefix (families with dynamic ones)
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() * 2 for k, _ in self.snapshot)
@@ -108,7 +110,16 @@ class Resolver:
     """Scores the marks of a Set-of-Marks frame for spatial referring expressions.
 
     Not re-entrant: one call runs at a time (a lock guards the shared KV cache).
+    ``Resolver(loaded)`` of a LLaVA-NeXT, Qwen2-VL / Qwen2.5-VL or Idefics3 checkpoint is a
+    ``ChatResolver`` (``chat_resolver.py``): same API, the family's own processor and template.
     """
+
+    def __new__(cls, loaded: LoadedModel, *args, **kwargs):
+        if cls is Resolver and getattr(loaded, 'family', 'llava') != 'llava':
+            from spatial_llava_ros.model.chat_resolver import ChatResolver
+
+            return super().__new__(ChatResolver)
+        return super().__new__(cls)
 
     def __init__(
         self,

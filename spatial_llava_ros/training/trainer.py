@@ -432,6 +432,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
 
 def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
            ) -> TrainResult:
+    from spatial_llava_ros.model.families import checkpoint_family
     from spatial_llava_ros.model.loading import load_model
 
     t_start = time.time()
@@ -448,6 +449,13 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
     torch.manual_seed(cfg.seed)
 
     base = _prepare_on_rank0(env, lambda: build_base(cfg, out, template))
+    if checkpoint_family(base) != 'llava':  # a newer family: LoRA on the same SoM turns
+        if env.active:
+            raise InputError('a newer-family base (see docs/families.md) trains in one '
+                             'process for now; run it without torchrun / accelerate')
+        from spatial_llava_ros.training.family_trainer import train_family
+
+        return train_family(cfg, base, template, progress)
     loaded = load_model(base, device=device, dtype='float32')
     compute_dtype = torch.float32
     if device.type == 'cuda' and cfg.dtype in ('auto', 'bf16', 'bfloat16'):
