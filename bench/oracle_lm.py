@@ -56,6 +56,28 @@ def _frames(n_train: int, out: Path):
     return train, val
 
 
+def _share_code(oracle: torch.nn.Linear, sel: list[int], model, tokenizer) -> None:
+    """Column k of the map := the input embedding of class k's word ("lamp", "red",
+    the digits of mark 12), so query words and image tokens share one code from step 0."""
+    from spatial_llava_ros.scene.catalog import COLORS
+
+    emb = model.get_input_embeddings().weight
+    words = {'category': [None] + [c.replace('_', ' ') for c in CATEGORIES],
+             'color': [None] + list(COLORS),
+             'mark': [None] + [str(m) for m in range(1, HEADS['mark'])],
+             'label': [None] + [str(m) for m in range(1, HEADS['label'])]}
+    col = 0
+    with torch.no_grad():
+        for i in sel:
+            name = HEAD_NAMES[i]
+            for k in range(HEADS[name]):
+                word = words.get(name, [None] * HEADS[name])[k]
+                if word is not None:
+                    ids = tokenizer(' ' + word, add_special_tokens=False)['input_ids']
+                    oracle.weight[:, col + k] = emb[ids].sum(0)
+            col += HEADS[name]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--steps', type=int, default=400)
@@ -67,6 +89,9 @@ def main() -> None:
     ap.add_argument('--attention-weight', type=float, default=0.0)
     ap.add_argument('--curriculum', type=int, default=0,
                     help='first N steps: only "the CATEGORY" queries of unique categories')
+    ap.add_argument('--shared-code', action='store_true',
+                    help='start the token map at the word embeddings of each class: category '
+                         'and colour words, the digits of the mark number')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -92,6 +117,8 @@ def main() -> None:
     sel = [HEAD_NAMES.index(h) for h in used]
     oracle = torch.nn.Linear(sum(HEADS[HEAD_NAMES[i]] for i in sel), 128)
     current: dict[str, torch.Tensor] = {}
+    if args.shared_code:
+        _share_code(oracle, sel, model, loaded.tokenizer)
 
     def one_hot(t: torch.Tensor) -> torch.Tensor:  # (B, heads, P) -> (B, P, dim)
         parts = []
