@@ -43,7 +43,6 @@ from spatial_llava_ros.model.resolver import (
     _restore,
     check_marks,
     check_queries,
-    check_query,
     frame_key,
 )
 from spatial_llava_ros.model.tree import additive_mask, build_tree
@@ -195,6 +194,13 @@ class ChatResolver(Resolver):
         )
         return out.logits[0]
 
+    def _encode_prefix(self, prefix: list[int], pos: torch.Tensor, mm: dict):
+        """A fresh KV cache holding the frame prefix (plain causal pass, fused kernel)."""
+        cache = self._new_cache()
+        self._forward_ids(torch.tensor(prefix), None, self._rows(pos), cache,
+                          torch.tensor([len(prefix) - 1]), mm)
+        return cache
+
     def _keep(self, frame: FrameCache, base: int, n_img: int) -> FrameCache:
         frame.position_base = base
         frame.image_tokens = n_img
@@ -216,11 +222,8 @@ class ChatResolver(Resolver):
             frame_text = self.chat.frame_text(list(marks))
             prefix, mm = self.frame_inputs(image, frame_text)
             pos, base = self._prefix_positions(prefix, mm)
-            p = len(prefix)
-            cache = self._new_cache()
-            self._forward_ids(torch.tensor(prefix), None, self._rows(pos), cache,
-                              torch.tensor([p - 1]), mm)
-            frame = self._remember(key, marks, p, cache, frame_text)
+            cache = self._encode_prefix(prefix, pos, mm)
+            frame = self._remember(key, marks, len(prefix), cache, frame_text)
             return self._keep(frame, base, prefix.count(self.image_token_id))
 
     @torch.inference_mode()
@@ -262,9 +265,7 @@ class ChatResolver(Resolver):
             tree = build_tree([self.query_ids(ctx, q) for q in queries], cands)
             p = len(prefix)
             if not self.one_pass:  # causal prefix (fused kernel), then the tree on its cache
-                cache = self._new_cache()
-                self._forward_ids(torch.tensor(prefix), None, self._rows(pos), cache,
-                                  torch.tensor([p - 1]), mm)
+                cache = self._encode_prefix(prefix, pos, mm)
                 mask = additive_mask(p, tree, with_prefix_queries=False, dtype=self.dtype)
                 logits = self._forward_ids(tree.ids, mask, self._rows(base + tree.depth[None]),
                                            cache, tree.logit_pos)
@@ -286,21 +287,6 @@ class ChatResolver(Resolver):
         """How many image tokens the processor writes for this frame."""
         ids, _ = self.frame_inputs(image, self.chat.frame_text([1]))
         return ids.count(self.image_token_id)
-
-    @torch.inference_mode()
-    def answer(self, image: np.ndarray, question: str, max_new_tokens: int = 64, **gen) -> str:
-        """Free-form answer with the family's own ``generate`` (greedy by default)."""
-        check_image(image)
-        question = check_query(question)
-        if max_new_tokens < 1:
-            raise InputError(f'max_new_tokens must be >= 1, got {max_new_tokens}')
-        inputs = self.generate_inputs(image, question)
-        gen.setdefault('do_sample', False)
-        gen.setdefault('pad_token_id', self.tokenizer.pad_token_id)
-        with self._lock:
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **gen)
-        new = out[0, inputs['input_ids'].shape[1]:]
-        return self.tokenizer.decode(new, skip_special_tokens=True).strip()
 
     def generate_inputs(self, image: np.ndarray, question: str) -> dict[str, torch.Tensor]:
         """Processor inputs for ``generate``: the question in the family's chat template."""
