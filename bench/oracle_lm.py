@@ -19,6 +19,7 @@ attention, about 3x slower). Writes runs/oracle/TAG.json (the logged curve).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -35,18 +36,19 @@ from spatial_llava_ros.model.loading import load_model
 from spatial_llava_ros.model.prompt import PromptTemplate
 from spatial_llava_ros.model.tiny import make_tiny_model
 from spatial_llava_ros.scene.catalog import CATEGORIES
+from spatial_llava_ros.scene.expressions import RELATIONS
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
 from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
 from spatial_llava_ros.training.synthetic import SomSettings, training_frame
 from spatial_llava_ros.training.trainer import vocabulary_texts
 
 
-def _frames(n_train: int, out: Path):
-    cache = out / f'frames_{n_train}.pt'
+def _frames(n_train: int, out: Path, grid: int = 16):
+    cache = out / (f'frames_{n_train}.pt' if grid == 16 else f'frames_{n_train}_g{grid}.pt')
     if cache.is_file():
         return torch.load(cache, weights_only=False)
     settings = SomSettings(320, 240, 40.0, 'number', 'depth')
-    job = partial(training_frame, settings=settings, max_expressions=40, grid=16, dense=True,
+    job = partial(training_frame, settings=settings, max_expressions=40, grid=grid, dense=True,
                   free=False)
     with mp.get_context('fork').Pool(2) as pool:
         train = [f for f in pool.imap(job, range(100000, 100000 + n_train), chunksize=8)
@@ -88,10 +90,31 @@ def main() -> None:
     ap.add_argument('--heads', default='all', help='dense heads the tokens carry, comma list')
     ap.add_argument('--attention-weight', type=float, default=0.0)
     ap.add_argument('--curriculum', type=int, default=0,
-                    help='first N steps: only "the CATEGORY" queries of unique categories')
+                    help='first N steps: only "the CATEGORY" queries of unique categories '
+                         '(N >= --steps: validate on those too)')
     ap.add_argument('--shared-code', action='store_true',
                     help='start the token map at the word embeddings of each class: category '
                          'and colour words, the digits of the mark number')
+    ap.add_argument('--query-aux', type=float, default=0.0,
+                    help='weight of heads that read the target category, colour and relation '
+                         'off the answer position after LM layer --aux-layer (the first hop)')
+    ap.add_argument('--aux-layer', type=int, default=1)
+    ap.add_argument('--pointer', type=float, default=0.0,
+                    help='weight of a pointer loss: head 0 of LM layer --pointer-layer, from '
+                         "each answer's first position, attends onto the target's patches "
+                         "(computed from that layer's q/k, no eager attention)")
+    ap.add_argument('--pointer-layer', type=int, default=1)
+    ap.add_argument('--whole-numbers', action='store_true',
+                    help='one token per number ("12") instead of one per digit')
+    ap.add_argument('--train-cache', type=Path, default=None,
+                    help="a trainer's frames.pt (e.g. stage 1's 6,000 frames) instead of "
+                         '--frames freshly rendered ones')
+    ap.add_argument('--grid', type=int, default=16,
+                    help='image tokens per side (16: the shipped 256 tokens; 8: 64 tokens)')
+    ap.add_argument('--short-query', type=int, default=0,
+                    help='first N steps: the query segment is " which mark is QUERY", so the '
+                         "answer is predicted at the query's own last word, then the real "
+                         'template (a template curriculum)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -99,12 +122,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
-    train, val = _frames(args.frames, args.out)
+    train, val = _frames(args.frames, args.out, args.grid)
+    if args.train_cache:
+        train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
+                 if f.queries and f.dense is not None]
     template = PromptTemplate.load()
-    base = args.out / f'base_{args.text_layers}'
-    make_tiny_model(base, image_size=192, patch_size=12, vision_hidden=16, vision_layers=1,
+    base = args.out / (f'base_{args.text_layers}{"_wn" if args.whole_numbers else ""}'
+                       f'{"" if args.grid == 16 else f"_g{args.grid}"}')
+    make_tiny_model(base, image_size=192, patch_size=192 // args.grid, vision_hidden=16,
+                    vision_layers=1,
                     text_hidden=128, text_layers=args.text_layers, heads=4,
-                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template))
+                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template),
+                    whole_numbers=args.whole_numbers)
     loaded = load_model(base, dtype='float32')
     model = loaded.model.train()
     if args.attention_weight:
@@ -146,13 +175,88 @@ def main() -> None:
         counts = Counter(cat_of.values())
         return [(f'the {names[c]}', m, 'unique') for m, c in cat_of.items() if counts[c] == 1]
 
-    def examples(frames, rng, qpf, easy=False):
+    color_row = HEAD_NAMES.index('color')
+    rel_index = {r: i for i, r in enumerate(RELATIONS)}
+    rel_index['unique'] = len(RELATIONS)
+
+    def aux_targets(f, m, rel) -> tuple[int, int, int]:
+        on = f.dense.marked[HEAD_NAMES.index('mark')] == m
+        cats, cols = f.dense.marked[cat_row][on], f.dense.marked[color_row][on]
+        cats, cols = cats[cats > 0], cols[cols > 0]
+        return (int(np.bincount(cats).argmax()) if len(cats) else IGNORE,
+                int(np.bincount(cols).argmax()) if len(cols) else IGNORE, rel_index[rel])
+
+    aux_heads = torch.nn.ModuleList([torch.nn.Linear(128, HEADS['category']),
+                                     torch.nn.Linear(128, HEADS['color']),
+                                     torch.nn.Linear(128, len(RELATIONS) + 1)])
+
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    attn_in: dict = {}
+
+    def grab(_mod, a, kw):
+        attn_in['h'] = a[0] if a else kw['hidden_states']
+        attn_in['pe'] = kw['position_embeddings'] if 'position_embeddings' in kw else a[1]
+
+    pointed = model.model.language_model.layers[args.pointer_layer].self_attn
+    if args.pointer:
+        pointed.register_forward_pre_hook(grab, with_kwargs=True)
+
+    def pointer_loss(batch, exs, rows) -> torch.Tensor:
+        h, (cos, sin) = attn_in['h'], attn_in['pe']
+        hd = pointed.head_dim
+        r, p = batch.pred_pos[rows, 0], batch.pred_pos[rows, 1]
+        q = pointed.q_proj(h[r, p]).view(len(rows), -1, hd)[:, :1]  # head 0: (K, 1, hd)
+        q, _ = apply_rotary_pos_emb(q, q, cos[r, p], sin[r, p], unsqueeze_dim=1)
+        img = slice(img_start, img_start + n_img)
+        k = pointed.k_proj(h[:, img]).view(h.shape[0], n_img, -1, hd)[:, None, :, 0]
+        _, k = apply_rotary_pos_emb(k, k, cos[:, img], sin[:, img], unsqueeze_dim=1)
+        k = k[:, 0]  # head 0: (B, N, hd)
+        scores = (q[:, 0, None, :] * k[r]).sum(-1) * pointed.scaling  # (K, N)
+        marks = torch.tensor([m for ex in exs for m in ex.meta['marks']])
+        on = batch.dense_targets[r, mark_row] == marks[:, None]
+        keep = on.any(-1)
+        masked = scores.masked_fill(~on, float('-inf'))
+        return (scores.logsumexp(-1) - masked.logsumexp(-1))[keep].mean()
+
+    def aux_loss(batch, exs):
+        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                          attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                          use_cache=False, output_hidden_states=True)
+        aux = [t for ex in exs for t in ex.meta['aux']]
+        first: dict[int, int] = {}
+        for k, a in enumerate(batch.answer_of.tolist()):
+            first.setdefault(a, k)
+        rows = torch.tensor([first[a] for a in range(len(aux))])
+        h = out.hidden_states[args.aux_layer][batch.pred_pos[rows, 0], batch.pred_pos[rows, 1]]
+        terms = [torch.nn.functional.cross_entropy(head(h), torch.tensor([t[j] for t in aux]),
+                                                   ignore_index=IGNORE)
+                 for j, head in enumerate(aux_heads)] if args.query_aux else []
+        extra = args.query_aux * sum(terms)
+        if args.pointer:
+            ptr = pointer_loss(batch, exs, rows)
+            attn_in['loss'] = round(float(ptr.detach()), 3)
+            extra = extra + args.pointer * ptr
+        logits = model.lm_head(out.last_hidden_state[batch.pred_pos[:, 0],
+                                                     batch.pred_pos[:, 1]]).float()
+        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        hit = (logits.argmax(-1) == batch.targets).float()
+        per_answer = torch.ones(batch.num_answers).scatter_reduce(0, batch.answer_of, hit,
+                                                                  reduce='amin')
+        return loss + extra, per_answer
+
+    short = dataclasses.replace(template, query=' which mark is {query}')
+
+    def examples(frames, rng, qpf, easy=False, tmpl=None):
+        tmpl = tmpl or template
         out = []
         for f in frames:
             pool = (unique_category_queries(f) or f.queries) if easy else f.queries
             qs = pool if len(pool) <= qpf else rng.sample(pool, qpf)
-            ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs], template)
+            ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs], tmpl)
             ex.meta['marks'] = [m for _, m, _ in qs]
+            ex.meta['aux'] = [aux_targets(f, m, rel) for _, m, rel in qs]
+            ex.meta['rels'] = [rel for _, _, rel in qs]
             ex.pixel_values = dummy
             ex.dense = torch.from_numpy(f.dense.marked)
             out.append(ex)
@@ -187,19 +291,26 @@ def main() -> None:
         return loss + args.attention_weight * torch.stack(terms).mean(), per_answer
 
     params = [p for p in model.parameters() if p.requires_grad] + list(oracle.parameters())
+    params += list(aux_heads.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     rng = random.Random(0)
 
-    def evaluate() -> float:
+    def evaluate() -> tuple[float, dict[str, float]]:
         model.eval()
-        hits = []
+        hits, rels = [], []
         with torch.no_grad():
             for i in range(0, len(val), 8):
-                batch = packer.collate(examples(val[i:i + 8], random.Random(1), 1000))
+                exs = examples(val[i:i + 8], random.Random(1), 1000,
+                               easy=args.curriculum >= args.steps)
+                batch = packer.collate(exs)
                 current['x'] = one_hot(batch.dense_targets)
                 hits.append(answer_loss(model, batch)[1])
+                rels += [r for ex in exs for r in ex.meta['rels']]
         model.train()
-        return float(torch.cat(hits).mean())
+        hit = torch.cat(hits)
+        per = {r: round(float(hit[[k for k, x in enumerate(rels) if x == r]].mean()), 2)
+               for r in sorted(set(rels))}
+        return float(hit.mean()), per
 
     t0, log = time.time(), []
     for step in range(1, args.steps + 1):
@@ -207,11 +318,14 @@ def main() -> None:
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100) * cosine
         exs = examples([train[rng.randrange(len(train))] for _ in range(8)], rng,
-                       args.queries_per_frame, easy=step <= args.curriculum)
+                       args.queries_per_frame, easy=step <= args.curriculum,
+                       tmpl=short if step <= args.short_query else template)
         batch = packer.collate(exs)
         current['x'] = one_hot(batch.dense_targets)
         if args.attention_weight:
             loss, per_answer = supervised_loss(batch, exs)
+        elif args.query_aux or args.pointer:
+            loss, per_answer = aux_loss(batch, exs)
         else:
             loss, per_answer = answer_loss(model, batch)
         opt.zero_grad()
@@ -222,8 +336,12 @@ def main() -> None:
             row = {'step': step, 'loss': round(float(loss.detach()), 3),
                    'train_acc': round(float(per_answer.mean()), 3),
                    'wall_s': round(time.time() - t0)}
+            if 'loss' in attn_in:
+                row['pointer_loss'] = attn_in['loss']
             if step % 200 == 0 or step == args.steps:
-                row['val_acc'] = round(evaluate(), 3)
+                acc, per = evaluate()
+                row['val_acc'] = round(acc, 3)
+                row['val_per_relation'] = per
             print(args.tag, row, flush=True)
             log.append(row)
     (args.out / f'{args.tag}.json').write_text(json.dumps(log, indent=1) + '\n')

@@ -259,3 +259,19 @@ def test_word_level_tokenizer_decodes_a_number_as_one_word(tiny_dir, where):
     assert len(ids) > len(text.split())  # 12 is two tokens
     assert tok.decode(ids) == text
     assert named_marks(tok.decode(ids)) == [12, 3]
+
+
+def test_whole_number_tokenizer_gives_a_mark_one_token(tmp_path):
+    """``whole_numbers`` (an option the oracle diagnostic measures, bench/oracle_lm.py): 0..99
+    are one token each, so mark 12 is one answer token; the text still round-trips."""
+    from transformers import AutoTokenizer
+
+    from spatial_llava_ros.model.tiny import build_tokenizer
+
+    build_tokenizer(words=['marks'], whole_numbers=True).save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert tok.convert_ids_to_tokens(tok(' 12', add_special_tokens=False)['input_ids']) == ['12']
+    text = 'marks 1, 12 and 40.'
+    ids = tok(text, add_special_tokens=False)['input_ids']
+    assert len(ids) == 7
+    assert tok.decode(ids) == text

@@ -51,12 +51,14 @@ def build_tokenizer(
     words: list[str] | tuple[str, ...] = (),
     texts: list[str] | tuple[str, ...] = (),
     image_token_id: int | None = None,
+    whole_numbers: bool = False,
 ):
     """A word-level ``PreTrainedTokenizerFast`` with ``<image>`` as a special token.
 
     ``words`` and every word of ``texts`` join the vocabulary (with the spatial word list,
     digits and punctuation). ``image_token_id`` pins ``<image>`` to a given id (32000 for
-    the LLaVA-1.5-7B layout); otherwise it gets the next free id.
+    the LLaVA-1.5-7B layout); otherwise it gets the next free id. ``whole_numbers`` makes
+    0..99 one token each (mark 12 is one token, not "1" "2"); larger numbers still split.
     """
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
@@ -66,7 +68,9 @@ def build_tokenizer(
     for tok in SPECIAL_TOKENS:
         if tok != '<image>':
             vocab[tok] = len(vocab)
-    ordered = list(DIGITS) + list(PUNCTUATION) + list(SPATIAL_WORDS) + [w.lower() for w in words]
+    numbers = [str(n) for n in range(10, 100)] if whole_numbers else []
+    ordered = list(DIGITS) + numbers + list(PUNCTUATION) + list(SPATIAL_WORDS)
+    ordered += [w.lower() for w in words]
     for text in texts:
         ordered += words_of(text)
     for word in ordered:
@@ -86,7 +90,7 @@ def build_tokenizer(
         [
             pre_tokenizers.Split(Regex(r'\n'), behavior='isolated'),
             pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Digits(individual_digits=True),
+            *([] if whole_numbers else [pre_tokenizers.Digits(individual_digits=True)]),
             pre_tokenizers.Punctuation(behavior='isolated'),
         ]
     )
@@ -249,6 +253,7 @@ def make_tiny_model(
     max_positions: int = 1024,
     intermediate_ratio: int = 2,
     vision_feature_layer: int = -2,
+    whole_numbers: bool = False,
 ) -> Path:
     """Write a random tiny LLaVA checkpoint + tokenizer + processor to ``out_dir``.
 
@@ -267,7 +272,8 @@ def make_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     if prompt_texts is None:
         prompt_texts = [PromptTemplate.load().all_text()]
-    tokenizer = build_tokenizer(words=words, texts=list(prompt_texts))
+    tokenizer = build_tokenizer(words=words, texts=list(prompt_texts),
+                                whole_numbers=whole_numbers)
     image_token_id = tokenizer.convert_tokens_to_ids('<image>')
     config = tiny_config(
         vocab_size=len(tokenizer),
