@@ -1,0 +1,136 @@
+"""Why does the from-scratch LM stall on grounding? A toy that isolates the lookup.
+
+A Llama LM (HF ``LlamaModel``, the default model's 3 x 128 shape, from scratch) reads N
+one-hot "image tokens" (10 objects, each a category, a colour and a mark, spread over
+patches; 40% background) followed by a query: a colour word, a category word, ``--fill``
+filler tokens and a final token, like "red mug ? answer with the mark number only .
+assistant :". It must name the mark of the object with that colour and category, from the
+final position, as the resolver reads the answer. docs/training.md ("Towards 85%") has what
+each variant did:
+
+    python bench/lookup_toy.py --fill 8                 # the real template's shape: stalls
+    python bench/lookup_toy.py --fill 8 --onehop        # query summed INTO the final token
+    python bench/lookup_toy.py --at-word                # answer read at the category word
+    python bench/lookup_toy.py --fill 8 --curriculum 300  # --at-word first, then --fill 8
+
+Trains on fresh random scenes every step (batch 32); every 100 steps prints the accuracy on
+512 held-out scenes in the final template (a colour + category pair may name two objects, so
+the ceiling is a little under 1) and writes the curve to ``--out`` (JSON) when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+NOBJ, NCAT, NCOL, NMARK = 10, 26, 12, 41
+FILLER, FINAL = NCAT + NCOL + 1, NCAT + NCOL + 2
+
+
+def scenes(batch: int, n: int, gen: torch.Generator):
+    """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,)."""
+    cat = torch.randint(0, NCAT, (batch, NOBJ), generator=gen)
+    col = torch.randint(0, NCOL, (batch, NOBJ), generator=gen)
+    mark = torch.argsort(torch.rand(batch, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1
+    obj = torch.randint(0, NOBJ, (batch, n), generator=gen)
+    on = torch.rand(batch, n, generator=gen) >= 0.4
+    x = torch.zeros(batch, n, NCAT + NCOL + NMARK)
+    o = obj.clamp(min=0)
+    rows = torch.arange(batch)[:, None].expand(batch, n)
+    for offset, value in ((0, cat), (NCAT, col), (NCAT + NCOL, mark)):
+        x.scatter_(2, (offset + value[rows, o])[..., None], on[..., None].float())
+    t = torch.randint(0, NOBJ, (batch,), generator=gen)
+    b = torch.arange(batch)
+    words = torch.stack([NCAT + col[b, t], cat[b, t]], 1)
+    return x, words, mark[b, t]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--fill', type=int, default=8, help='filler tokens before the final one')
+    ap.add_argument('--layers', type=int, default=3)
+    ap.add_argument('--hidden', type=int, default=128)
+    ap.add_argument('--image-tokens', type=int, default=64)
+    ap.add_argument('--steps', type=int, default=600)
+    ap.add_argument('--batch', type=int, default=32)
+    ap.add_argument('--lr', type=float, default=1.5e-3)
+    ap.add_argument('--onehop', action='store_true',
+                    help='the final token is the sum of the colour and category embeddings')
+    ap.add_argument('--at-word', action='store_true',
+                    help='no filler or final token: the answer is read at the category word')
+    ap.add_argument('--aux', type=float, default=0.0,
+                    help='weight of heads that read the query colour and category off the '
+                         "final position after layer 1 (supervising the 'gather' hop)")
+    ap.add_argument('--curriculum', type=int, default=0,
+                    help='first N steps as --at-word, then the --fill template')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--out', type=Path, default=None)
+    args = ap.parse_args()
+    from transformers import LlamaConfig, LlamaModel
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    d = args.hidden
+    lm = LlamaModel(LlamaConfig(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
+                                num_hidden_layers=args.layers, num_attention_heads=4,
+                                num_key_value_heads=4, max_position_embeddings=1024))
+    feat = torch.nn.Linear(NCAT + NCOL + NMARK, d)
+    head = torch.nn.Linear(d, NMARK)
+    aux = torch.nn.ModuleList([torch.nn.Linear(d, NCOL), torch.nn.Linear(d, NCAT)])
+    params = [*lm.parameters(), *feat.parameters(), *head.parameters(), *aux.parameters()]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    final_mode = 'at_word' if args.at_word else 'onehop' if args.onehop else 'fill'
+
+    def forward(x, words, mode):
+        emb = lm.embed_tokens
+        if mode == 'at_word':
+            query = emb(words)
+        elif mode == 'onehop':
+            query = emb(words).sum(1, keepdim=True)
+        else:
+            tail = torch.tensor([FILLER] * args.fill + [FINAL]).expand(len(words), -1)
+            query = emb(torch.cat([words, tail], 1))
+        out = lm(inputs_embeds=torch.cat([feat(x), query], 1), output_hidden_states=True)
+        return out, head(out.last_hidden_state[:, -1])
+
+    held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed))
+    log, t0 = [], time.time()
+    for step in range(1, args.steps + 1):
+        for g in opt.param_groups:
+            g['lr'] = args.lr * min(1.0, step / 100)
+        x, words, y = scenes(args.batch, args.image_tokens, gen)
+        out, logits = forward(x, words, 'at_word' if step <= args.curriculum else final_mode)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        if args.aux:
+            h1 = out.hidden_states[1][:, -1]
+            loss = loss + args.aux * sum(torch.nn.functional.cross_entropy(a(h1), words[:, i]
+                                                                           - (NCAT if i == 0
+                                                                              else 0))
+                                         for i, a in enumerate(aux))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 100 == 0:
+            with torch.no_grad():
+                _, ev = forward(held_out[0], held_out[1], final_mode)
+            row = {'step': step, 'loss': round(loss.item(), 3),
+                   'held_out_acc': round(float((ev.argmax(-1) == held_out[2]).float().mean()),
+                                         3),
+                   'wall_s': round(time.time() - t0)}
+            print(row, flush=True)
+            log.append(row)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()},
+                                        'curve': log}, indent=1) + '\n')
+
+
+if __name__ == '__main__':
+    main()
