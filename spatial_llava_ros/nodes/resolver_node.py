@@ -14,7 +14,7 @@ Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
 
 Threads: subscriptions and lifecycle services run on the default callback group; the
 action server and the Nav2 client each have their own reentrant group; the model runs
-only on the worker thread, fed by a bounded queue (``query_queue.QueryQueue``: when full
+only on the worker thread, fed by a bounded queue (``queries.queue.QueryQueue``: when full
 the oldest waiting query is dropped and answered ``queue_full``). Queries are subscribed
 KEEP_ALL so DDS drops none before that queue. So the executor never waits on inference,
 and every query gets exactly one SpatialResult.
@@ -57,7 +57,6 @@ from spatial_llava_ros.nodes.conversions import (
     transform_msg_to_matrix,
 )
 from spatial_llava_ros.nodes.params import RESOLVER_PARAMS
-from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.nodes.ros_common import (
     GOAL_QOS,
     MARKED_QOS,
@@ -77,6 +76,7 @@ from spatial_llava_ros.pipeline import (
     TransformUnavailableError,
     resolve_query,
 )
+from spatial_llava_ros.queries.queue import QueryQueue
 
 # Failure codes added by the node (the pipeline's are in spatial_llava_ros.pipeline).
 QUEUE_FULL = 'queue_full'

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spatial_llava_ros.errors import InputError
-from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.pipeline import (
     FrameBuffer,
     FrameRecord,
@@ -33,6 +32,7 @@ from spatial_llava_ros.pipeline import (
     TransformLookup,
     resolve_query,
 )
+from spatial_llava_ros.queries.queue import QueryQueue
 
 # The resolver node's own failure codes (nodes/resolver_node.py; that module imports rclpy).
 QUEUE_FULL = 'queue_full'
