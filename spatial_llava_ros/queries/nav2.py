@@ -98,8 +98,8 @@ def send_nav_goal(job: Job, outcome: SpatialOutcome, *, action_name: str,
         return
     handle = sent.result()
     if not handle.accepted:
-        outcome.fail(NAV_REJECTED, f"Nav2 '{action_name}' rejected the goal "
-                     f'({list(outcome.goal.position[:2].round(3))} in '
+        where = [round(float(v), 3) for v in outcome.goal.position[:2]]
+        outcome.fail(NAV_REJECTED, f"Nav2 '{action_name}' rejected the goal ({where} in "
                      f'{outcome.goal.frame_id})')
         return
     result_future = handle.get_result_async()
