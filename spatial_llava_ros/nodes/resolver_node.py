@@ -388,7 +388,16 @@ class ResolverNode(LifecycleNode):
         return self.get_clock().now().nanoseconds
 
     def _log(self, level: str, line: str) -> None:
-        getattr(self.get_logger(), level)(line)
+        # One call per level, each on its own line: rclpy keys a logger call by its call
+        # site and raises "Logger severity cannot be changed between calls" when one site
+        # logs at two severities (``getattr(logger, level)(line)`` would be one site).
+        logger = self.get_logger()
+        if level == 'error':
+            logger.error(line)
+        elif level == 'warning':
+            logger.warning(line)
+        else:
+            logger.info(line)
 
 
 def main(args=None) -> int:
