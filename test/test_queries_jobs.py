@@ -209,3 +209,26 @@ def test_goal_verdict(success, code, cancel_requested, want):
     if not success:
         out.fail(code, 'x')
     assert goal_verdict(out, cancel_requested) == want
+
+
+def test_a_publish_that_raises_still_finishes_the_job_and_the_worker_goes_on():
+    rig = Rig()
+    broken = {'publish fails'}
+
+    def on_finished(job):
+        if job.request.text in broken:
+            raise RuntimeError('publisher gone (test)')
+        rig.finished.append(job)
+
+    rig.runner.on_finished = on_finished
+    rig.runner.start()
+    try:
+        first, second = rig.job('publish fails'), rig.job('next')
+        rig.runner.submit(first)
+        assert first.done.wait(WAIT), 'an action goal waiting on it would hang'
+        rig.runner.submit(second)
+        assert second.done.wait(WAIT)
+    finally:
+        rig.runner.stop()
+    assert isinstance(rig.runner.last_error, RuntimeError)
+    assert rig.finished == [second] and second.outcome.success

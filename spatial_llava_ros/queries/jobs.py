@@ -113,6 +113,7 @@ class JobRunner:
         self.log = log
         self.default_frame = default_frame
         self.thread_name = thread_name
+        self.last_error: BaseException | None = None  # what on_finished or log last raised
         self._active = threading.Event()
         self._worker: threading.Thread | None = None
 
@@ -170,11 +171,18 @@ class JobRunner:
         return failed_outcome(job.request, code, detail, self.default_frame)
 
     def finish(self, job: Job, outcome: SpatialOutcome) -> None:
+        """Record ``outcome``, hand the job to ``on_finished``, log it, set ``job.done``.
+
+        ``job.done`` is set even when publishing or logging raises, so an action goal
+        waiting on it still returns; the error then propagates to the caller.
+        """
         job.now_ns = self.clock_ns()
         job.outcome = outcome
-        self.on_finished(job)
-        self.log(*outcome_line(outcome))
-        job.done.set()
+        try:
+            self.on_finished(job)
+            self.log(*outcome_line(outcome))
+        finally:
+            job.done.set()
 
     def _work(self) -> None:
         while True:
@@ -188,4 +196,7 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001 - reported in the result, worker lives on
                 self.log('error', crash_line(job.request.text, exc))
                 outcome = self.failed(job, INTERNAL, f'{type(exc).__name__}: {exc}')
-            self.finish(job, outcome)
+            try:
+                self.finish(job, outcome)
+            except Exception as exc:  # noqa: BLE001 - a failed publish must not stop the worker
+                self.last_error = exc
