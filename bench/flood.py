@@ -1,6 +1,6 @@
 """Flood the running core pipeline: a burst of N queries, then a sustained rate, with figures.
 
-The serving path of the resolver node without ROS: ``QueryService`` (nodes.query_queue
+The serving path of the resolver node without ROS: ``QueryService`` (queries.queue
 bounded queue, drop-oldest, + worker thread + pipeline.resolve_query) with a tiny random
 Spatial-LLaVA loaded through ``load_model``, on frames of the synthetic MCAP bag marked
 live by a tracking MarkEngine (published at --fps during the sustained phase). Reports per

@@ -61,6 +61,23 @@ def model_dir(path: str | Path | None = None) -> Path:
                          '(retrain it with scripts/train_default_model.sh or pass --model)')
 
 
+def resolve_model_dir(model_path: str) -> Path:
+    """The checkpoint a ``model_path`` parameter names: that directory, or the shipped model
+    when it is ''.
+
+    Raises ModelLoadError (the resolver node's configure FAILURE) when ``model_path`` is not
+    a directory, or is '' and the package ships no model.
+    """
+    from spatial_llava_ros.errors import ModelLoadError
+
+    if not model_path:
+        return model_dir(None)
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f'model_path {model_path!r} is not a directory')
+    return path
+
+
 def read_yaml_mapping(path: str | Path | None, name: str, what: str,
                       empty_ok: bool = False) -> dict:
     """The YAML mapping in ``path`` (None: the package's ``config/<name>``).

@@ -10,8 +10,9 @@ answers the next query.
   single query on the CPU give ``model_error`` and keep serving;
 - camera stops publishing: ``stale_frame`` with the age; serving resumes with a new frame;
 - tf missing: ``no_transform`` naming the frames; resumes when tf arrives;
-- Nav2 rejected / aborted: only the reason line is ROS-free (``nav_failure_reason``); the
-  accept / result handling lives inside the rclpy node (see test_faults_ros.py);
+- Nav2 rejected / aborted: the reason line (``nav_failure_reason``); the accept / result
+  handling (``queries.nav2.send_nav_goal``) is in test_queries_nav2.py, and against the
+  rclpy node in test_faults_ros.py;
 - the worker thread raising (resolver bug, consumer bug): ``internal_error`` with the
   exception type, and the worker stays alive.
 """
@@ -29,7 +30,6 @@ from test_flood_core import Recorder
 from test_property_pipeline import resolver, scene  # noqa: F401 - shared fixtures (pytest finds them here)
 
 from spatial_llava_ros.errors import ModelLoadError, ResolveError
-from spatial_llava_ros.nodes.conversions import nav_failure_reason
 from spatial_llava_ros.pipeline import (
     MODEL_ERROR,
     NAVIGATE,
@@ -40,6 +40,7 @@ from spatial_llava_ros.pipeline import (
     PipelineConfig,
     QueryRequest,
 )
+from spatial_llava_ros.queries.nav2 import nav_failure_reason
 from spatial_llava_ros.reliability.oom import OomFallbackResolver, OomFallbackWarning
 from spatial_llava_ros.reliability.replay import StampedTransforms
 from spatial_llava_ros.reliability.service import INTERNAL, QueryService

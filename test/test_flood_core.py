@@ -1,9 +1,9 @@
-"""Floods against the running core pipeline: QueryService (nodes.query_queue.QueryQueue +
+"""Floods against the running core pipeline: QueryService (queries.queue.QueryQueue +
 worker thread + pipeline.resolve_query) with a tiny random Spatial-LLaVA on a marked frame.
 
 Checked: every submitted query gets exactly ONE outcome; accepted ones are answered (here
 all succeed: good frame, good tf), dropped ones come back ``queue_full`` with the queue
-size in the reason and are the OLDEST waiting (drop policy of query_queue.py); counters add
+size in the reason and are the OLDEST waiting (drop policy of queries/queue.py); counters add
 up; RSS after the flood is within a loose bound of RSS before (figures: bench/flood.py).
 No timed asserts: rates are targets, the checks are on counts and memory.
 """

@@ -21,7 +21,6 @@ from spatial_llava_ros.nodes.conversions import (
     intrinsics_from_camera_info,
     mark_fields,
     mark_from_msg,
-    nav_failure_reason,
     ns_to_stamp,
     result_fields,
     rgb_image_fields,
@@ -143,11 +142,6 @@ def test_result_fields_fill_a_result_shaped_message():
     f = result_fields(failed, 0)
     assert f['success'] is False and f['reason'].startswith('no_frame: ')
     assert f['mark_id'] == -1 and f['goal_pose']['pose']['orientation']['w'] == 1.0
-
-
-def test_nav_failure_reason():
-    assert nav_failure_reason(6) == 'nav_failed: Nav2 NavigateToPose finished ABORTED'
-    assert 'error_code 104: no valid path' in nav_failure_reason(6, 104, 'no valid path')
 
 
 def test_fill_real_generated_messages_when_ros_is_installed():

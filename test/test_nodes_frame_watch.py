@@ -1,7 +1,6 @@
 """marker_node's camera watch (plain Python): silent inputs are named after a few seconds,
 the warning is throttled, and frames that flow keep it quiet."""
 
-from spatial_llava_ros.nodes.conversions import query_for_log
 from spatial_llava_ros.nodes.frame_watch import FrameWatch
 
 TOPICS = {'colour': '/camera/color/image_raw', 'camera_info': '/camera/color/camera_info',
@@ -38,10 +37,3 @@ def test_zero_turns_it_off():
     watch = FrameWatch(TOPICS, after_s=0.0)
     watch.start(0.0)
     assert watch.check(1e6) is None
-
-
-def test_long_queries_are_cut_in_log_lines():
-    assert query_for_log('the red mug') == "'the red mug'"
-    shown = query_for_log('x' * 5000)
-    assert len(shown) < 160 and shown.endswith('... (5000 characters)')
-    assert shown.startswith("'" + 'x' * 120 + "'")

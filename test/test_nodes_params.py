@@ -1,6 +1,4 @@
-"""Parameter specs, config/params.yaml and the ROS-free query queue."""
-
-import threading
+"""Parameter specs and config/params.yaml."""
 
 import pytest
 import yaml
@@ -15,7 +13,6 @@ from spatial_llava_ros.nodes.params import (
     defaults,
     spec,
 )
-from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.paths import config_path
 
 
@@ -53,29 +50,3 @@ def test_check_rejects_with_numbers():
         check_values(RESOLVER_PARAMS, {'abstain_threshold': 2.0})
     assert defaults(RESOLVER_PARAMS)['target_frame'] == 'map'
     assert ParamSpec('x', 3, 'an int parameter').check(True) is not None
-
-
-def test_query_queue_drops_the_oldest_when_full():
-    q = QueryQueue(2)
-    assert q.put('a') is None and q.put('b') is None
-    assert q.put('c') == 'a'  # full: the oldest goes
-    assert len(q) == 2
-    assert q.get() == 'b' and q.get() == 'c'
-    assert q.get(timeout=0.01) is None
-    with pytest.raises(InputError):
-        QueryQueue(0)
-
-
-def test_query_queue_close_wakes_the_worker_and_returns_the_waiting():
-    q = QueryQueue(3)
-    got = []
-    worker = threading.Thread(target=lambda: got.append(q.get(timeout=5.0)))
-    worker.start()
-    assert q.close() == []
-    worker.join(2.0)
-    assert not worker.is_alive() and got == [None]
-    assert q.put('late') == 'late'  # closed: handed straight back
-    q.reopen()
-    q.put('x')
-    q.put('y')
-    assert q.close() == ['x', 'y']

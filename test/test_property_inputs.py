@@ -36,13 +36,13 @@ from spatial_llava_ros.nodes.conversions import (
     fill_message,
     intrinsics_from_camera_info,
     mark_from_msg,
-    nav_failure_reason,
     ns_to_stamp,
     result_fields,
     stamp_to_ns,
     transform_msg_to_matrix,
 )
 from spatial_llava_ros.pipeline import FAILURE_CODES, SpatialOutcome
+from spatial_llava_ros.queries.nav2 import nav_failure_reason
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HANG_S = 20  # a call that takes this long on a tiny input is a hang, not slowness

@@ -24,11 +24,6 @@ from spatial_llava_ros.pipeline import MarkInfo, SpatialOutcome
 
 NS_PER_S = 1_000_000_000
 
-# action_msgs/GoalStatus
-GOAL_STATUS = {0: 'UNKNOWN', 1: 'ACCEPTED', 2: 'EXECUTING', 3: 'CANCELING', 4: 'SUCCEEDED',
-               5: 'CANCELED', 6: 'ABORTED'}
-STATUS_SUCCEEDED = 4
-
 
 def stamp_to_ns(sec: int, nanosec: int) -> int:
     """builtin_interfaces/Time fields -> integer nanoseconds."""
@@ -226,24 +221,3 @@ def fill_message(msg: Any, fields: dict) -> Any:
         else:
             setattr(msg, name, value)
     return msg
-
-
-def nav_failure_reason(status: int, error_code: int = 0, error_msg: str = '') -> str:
-    """One line for a Nav2 NavigateToPose goal that did not succeed (Jazzy adds error_code)."""
-    name = GOAL_STATUS.get(int(status), f'status {status}')
-    detail = f' (error_code {error_code}: {error_msg})' if error_code or error_msg else ''
-    return f'nav_failed: Nav2 NavigateToPose finished {name}{detail}'
-
-
-LOG_QUERY_CHARS = 120
-
-
-def query_for_log(text: str, limit: int = LOG_QUERY_CHARS) -> str:
-    """A query as a log line shows it: repr'd, and cut to ``limit`` characters with its length.
-
-    A 5,000-character query logged whole buries the reason; the result message still
-    carries the full text.
-    """
-    if len(text) <= limit:
-        return repr(text)
-    return f'{text[:limit]!r}... ({len(text)} characters)'

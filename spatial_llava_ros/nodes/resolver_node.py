@@ -1,5 +1,11 @@
 """Resolver node (lifecycle): spatial queries in, SpatialResult + goal poses out, Nav2 goals.
 
+The ROS wiring only: parameters, publishers, subscriptions, tf, the action server, the
+Nav2 action client and the lifecycle. What happens to a query is in the ROS-free
+``spatial_llava_ros.queries`` package: the jobs, their queue and worker
+(``queries.jobs.JobRunner``), answering a job (``queries.answer.JobAnswerer``), the Nav2
+exchange (``queries.nav2.send_nav_goal``) and the log lines (``queries.log_lines``).
+
 Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
 - configure: pick the model directory (``model_path``, or '' = the model shipped in the
   package, ``paths.model_dir(None)``; not a directory, or nothing shipped = FAILURE with the
@@ -14,7 +20,7 @@ Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
 
 Threads: subscriptions and lifecycle services run on the default callback group; the
 action server and the Nav2 client each have their own reentrant group; the model runs
-only on the worker thread, fed by a bounded queue (``query_queue.QueryQueue``: when full
+only on the worker thread, fed by a bounded queue (``queries.queue.QueryQueue``: when full
 the oldest waiting query is dropped and answered ``queue_full``). Queries are subscribed
 KEEP_ALL so DDS drops none before that queue. So the executor never waits on inference,
 and every query gets exactly one SpatialResult.
@@ -23,9 +29,7 @@ and every query gets exactly one SpatialResult.
 from __future__ import annotations
 
 import gc
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from geometry_msgs.msg import PoseStamped
@@ -42,22 +46,18 @@ from tf2_ros.buffer import Buffer
 from tf2_ros.transform_listener import TransformListener
 
 from spatial_llava_ros.action import ResolveSpatialQuery
-from spatial_llava_ros.errors import ModelLoadError, SpatialLlavaError
+from spatial_llava_ros.errors import SpatialLlavaError
 from spatial_llava_ros.msg import MarkArray, SpatialQuery, SpatialResult
 from spatial_llava_ros.nodes.conversions import (
-    STATUS_SUCCEEDED,
     decode_color,
     fill_message,
     mark_from_msg,
-    nav_failure_reason,
     pose_fields,
-    query_for_log,
     result_fields,
     stamp_to_ns,
     transform_msg_to_matrix,
 )
 from spatial_llava_ros.nodes.params import RESOLVER_PARAMS
-from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.nodes.ros_common import (
     GOAL_QOS,
     MARKED_QOS,
@@ -65,27 +65,26 @@ from spatial_llava_ros.nodes.ros_common import (
     param,
     spin,
 )
-from spatial_llava_ros.paths import model_dir
+from spatial_llava_ros.paths import resolve_model_dir
 from spatial_llava_ros.pipeline import (
-    MANIPULATE,
-    NAVIGATE,
     FrameBuffer,
     FrameRecord,
     PipelineConfig,
     QueryRequest,
     SpatialOutcome,
     TransformUnavailableError,
-    resolve_query,
 )
-
-# Failure codes added by the node (the pipeline's are in spatial_llava_ros.pipeline).
-QUEUE_FULL = 'queue_full'
-NOT_ACTIVE = 'not_active'
-CANCELED = 'canceled'
-NAV_UNAVAILABLE = 'nav_unavailable'
-NAV_REJECTED = 'nav_rejected'
-NAV_FAILED = 'nav_failed'
-INTERNAL = 'internal_error'
+from spatial_llava_ros.queries.answer import TARGET_POSE, JobAnswerer
+from spatial_llava_ros.queries.jobs import (
+    GOAL_ABORTED,
+    GOAL_CANCELED,
+    Job,
+    JobRunner,
+    goal_job,
+    goal_verdict,
+    topic_job,
+)
+from spatial_llava_ros.queries.nav2 import DistanceSink, send_nav_goal
 
 # Queries in: KEEP_ALL + RELIABLE, so DDS never overwrites a query before ``_on_query`` has
 # put it in the node's bounded queue (a full reader history holds back acks and slows the
@@ -102,28 +101,6 @@ RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
                         durability=DurabilityPolicy.VOLATILE)
 
 
-@dataclass
-class Job:
-    """One query on its way through the worker."""
-
-    request: QueryRequest
-    navigate: bool  # send the goal to Nav2
-    wait_for_nav: bool  # action goals wait for Nav2's result; topic queries do not
-    goal_handle: object | None = None  # the ResolveSpatialQuery goal, if it came as one
-    done: threading.Event = field(default_factory=threading.Event)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    outcome: SpatialOutcome | None = None
-    nav_status: int = 0
-    now_ns: int = 0
-
-    def feedback(self, stage: str, progress: float, distance: float = float('nan')) -> None:
-        if self.goal_handle is None:
-            return
-        fb = ResolveSpatialQuery.Feedback()
-        fb.stage, fb.progress, fb.distance_remaining = stage, float(progress), float(distance)
-        self.goal_handle.publish_feedback(fb)
-
-
 class ResolverNode(LifecycleNode):
     """Spatial-LLaVA resolver; see the module docstring."""
 
@@ -133,13 +110,10 @@ class ResolverNode(LifecycleNode):
         self._resolver = None
         self._model_dir: Path | None = None
         self._remote = None  # model.remote.RemoteConfig when backend is remote
-        self._fallbacks_logged = 0
-        self._queue: QueryQueue[Job] | None = None
         self._frames: FrameBuffer | None = None
         self._config: PipelineConfig | None = None
-        self._worker: threading.Thread | None = None
-        self._active = threading.Event()
-        self._entities: list = []
+        self._jobs: JobRunner | None = None  # queue + worker, made on configure
+        self._answerer: JobAnswerer | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -164,8 +138,12 @@ class ResolverNode(LifecycleNode):
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._frames = FrameBuffer(param(self, 'frames_kept'))
-        self._queue = QueryQueue(param(self, 'query_queue_size'))
-        self._queue.close()  # opened on activate
+        self._jobs = JobRunner(param(self, 'query_queue_size'), answer=self._answer,
+                               on_finished=self._publish_result, clock_ns=self._now_ns,
+                               log=self._log, default_frame=self._config.target_frame)
+        self._answerer = JobAnswerer(self._config, self._frames, self._lookup, self._now_ns,
+                                     self._log, publish_goal=self._publish_goal,
+                                     navigate=self._navigate)
 
         # a plain publisher, not a lifecycle one: a query that arrives while the node is
         # inactive is still answered (`not_active`), so every query gets its one result
@@ -233,19 +211,16 @@ class ResolverNode(LifecycleNode):
         except (SpatialLlavaError, OSError) as exc:
             self.get_logger().error(f'activate failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        # CUDA out of memory: smaller batches, then the CPU, each step logged (see
-        # _log_fallbacks), instead of an internal_error for every query
+        # CUDA out of memory: smaller batches, then the CPU, each step logged (by the
+        # JobAnswerer), instead of an internal_error for every query
         self._resolver = OomFallbackResolver(resolver)
-        self._fallbacks_logged = 0
+        self._answerer.new_model()
         self.get_logger().info(f'model loaded on {self._resolver.device} in '
                                f'{time.monotonic() - started:.1f} s')
         return self._start_worker(state)
 
     def _start_worker(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._queue.reopen()
-        self._active.set()
-        self._worker = threading.Thread(target=self._work, name='resolver_worker', daemon=True)
-        self._worker.start()
+        self._jobs.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -269,14 +244,11 @@ class ResolverNode(LifecycleNode):
         self._free_model()
 
     def _stop_worker(self) -> None:
-        if self._queue is not None:
-            for job in self._queue.close():
-                self._finish(job, self._failed(job, NOT_ACTIVE, 'the resolver was deactivated '
-                                               'before this query ran'))
-        self._active.clear()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            self._worker = None
+        if self._jobs is not None:
+            self._jobs.stop()
+
+    def _active(self) -> bool:
+        return self._jobs is not None and self._jobs.active
 
     def _free_model(self) -> None:
         if self._resolver is None:
@@ -327,7 +299,7 @@ class ResolverNode(LifecycleNode):
     # ---- inputs (executor threads; cheap) ---------------------------------------------------
 
     def _on_marked_frame(self, image: Image, marks: MarkArray) -> None:
-        if not self._active.is_set():
+        if not self._active():
             return
         stamp_ns = stamp_to_ns(marks.header.stamp.sec, marks.header.stamp.nanosec)
         try:
@@ -342,101 +314,59 @@ class ResolverNode(LifecycleNode):
     def _on_query(self, msg: SpatialQuery) -> None:
         request = QueryRequest(msg.text, int(msg.action), msg.target_frame,
                                stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec))
-        navigate = bool(param(self, 'navigate')) and request.action == NAVIGATE
-        job = Job(request, navigate=navigate, wait_for_nav=False)
-        if not self._active.is_set():
-            self._finish(job, self._failed(job, NOT_ACTIVE, 'the resolver is not active '
-                                           '(ros2 lifecycle set <node> activate)'))
-            return
-        self._enqueue(job)
-
-    def _enqueue(self, job: Job) -> None:
-        dropped = self._queue.put(job)
-        if dropped is job:
-            self._finish(job, self._failed(job, NOT_ACTIVE, 'the resolver is not active'))
-        elif dropped is not None:
-            self._finish(dropped, self._failed(
-                dropped, QUEUE_FULL, f'{self._queue.maxsize} queries were waiting for the '
-                'model; this one, the oldest, was dropped'))
+        self._jobs.submit(topic_job(request, param(self, 'navigate')), check_active=True)
 
     def _on_goal(self, goal_request) -> GoalResponse:
-        if not self._active.is_set():
+        if not self._active():
             self.get_logger().warning('ResolveSpatialQuery goal rejected: resolver not active')
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
     def _execute_goal(self, goal_handle):
         goal = goal_handle.request
-        request = QueryRequest(goal.text, int(goal.action), goal.target_frame,
-                               self.get_clock().now().nanoseconds)
-        navigate = bool(goal.navigate) and request.action == NAVIGATE
-        job = Job(request, navigate=navigate, wait_for_nav=True, goal_handle=goal_handle)
-        job.feedback('waiting_for_frame', 0.0)
-        self._enqueue(job)
-        while not job.done.wait(0.1):
-            if goal_handle.is_cancel_requested:
-                job.cancel.set()
+        request = QueryRequest(goal.text, int(goal.action), goal.target_frame, self._now_ns())
+
+        def feedback(fields: dict) -> None:
+            goal_handle.publish_feedback(fill_message(ResolveSpatialQuery.Feedback(), fields))
+
+        job = self._jobs.run_goal(goal_job(request, goal.navigate, feedback),
+                                  lambda: goal_handle.is_cancel_requested)
         result = ResolveSpatialQuery.Result()
         fill_message(result.result, result_fields(job.outcome, job.now_ns))
         result.nav_status = int(job.nav_status)
-        if job.outcome.code == CANCELED and goal_handle.is_cancel_requested:
+        verdict = goal_verdict(job.outcome, goal_handle.is_cancel_requested)
+        if verdict == GOAL_CANCELED:
             goal_handle.canceled()
-        elif job.outcome.success:
-            goal_handle.succeed()
-        else:
+        elif verdict == GOAL_ABORTED:
             goal_handle.abort()
+        else:
+            goal_handle.succeed()
         return result
 
-    # ---- worker thread ----------------------------------------------------------------------
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get(timeout=0.5)
-            if job is None:
-                if self._queue.closed:
-                    return
-                continue
-            try:
-                outcome = self._answer(job)
-            except Exception as exc:  # noqa: BLE001 - reported in the result, worker lives on
-                self.get_logger().error(f'query {query_for_log(job.request.text)} crashed: '
-                                        f'{type(exc).__name__}: {exc}')
-                outcome = self._failed(job, INTERNAL, f'{type(exc).__name__}: {exc}')
-            self._finish(job, outcome)
+    # ---- worker thread: what the core calls back ----------------------------------------------
 
     def _answer(self, job: Job) -> SpatialOutcome:
-        if job.cancel.is_set():
-            return self._failed(job, CANCELED, 'canceled before it ran')
-        job.feedback('resolving', 0.2)
-        resolver = self._resolver
-        if resolver is None:
-            return self._failed(job, NOT_ACTIVE, 'no model loaded')
-        now_ns = self.get_clock().now().nanoseconds
-        try:
-            outcome = resolve_query(job.request, self._frames.latest(), resolver,
-                                    self._lookup, self._config, now_ns)
-        finally:
-            self._log_fallbacks(resolver)
-        job.feedback('locating', 0.5)
-        if not outcome.success:
-            return outcome
+        return self._answerer.answer(job, self._resolver)
+
+    def _publish_goal(self, stream: str, outcome: SpatialOutcome) -> PoseStamped:
         goal_msg = fill_message(PoseStamped(), pose_fields(
             outcome.goal.position, outcome.goal.orientation, outcome.goal.frame_id,
             outcome.frame_stamp_ns))
-        if job.request.action == MANIPULATE:
-            self._target_pub.publish(goal_msg)
-        else:
-            self._goal_pub.publish(goal_msg)
-        if job.navigate:
-            self._navigate(job, outcome, goal_msg)
-        return outcome
+        (self._target_pub if stream == TARGET_POSE else self._goal_pub).publish(goal_msg)
+        return goal_msg
 
-    def _log_fallbacks(self, resolver) -> None:
-        """Put the OOM fallbacks taken since the last query into the node's log."""
-        events = getattr(resolver, 'events', [])
-        for line in events[self._fallbacks_logged:]:
-            self.get_logger().warning(f'CUDA OOM fallback: {line}')
-        self._fallbacks_logged = len(events)
+    def _navigate(self, job: Job, outcome: SpatialOutcome, goal_msg: PoseStamped) -> None:
+        goal = NavigateToPose.Goal()
+        goal.pose = goal_msg
+
+        def send(on_distance: DistanceSink):
+            return self._nav_client.send_goal_async(
+                goal, feedback_callback=lambda fb: on_distance(fb.feedback.distance_remaining))
+
+        send_nav_goal(job, outcome, action_name=param(self, 'nav_action'),
+                      server_timeout=param(self, 'nav_server_timeout'),
+                      wait_for_server=lambda t: self._nav_client.wait_for_server(timeout_sec=t),
+                      send_goal=send, active=self._active, log=self._log)
 
     def _lookup(self, target: str, source: str, stamp_ns: int):
         timeout = param(self, 'tf_timeout')
@@ -449,103 +379,25 @@ class ResolverNode(LifecycleNode):
                 f'within {timeout:.2f} s: {exc}') from None
         return transform_msg_to_matrix(tf.transform)
 
-    def _wait(self, future, timeout: float | None, job: Job | None = None) -> bool:
-        """Wait for an rclpy future from this (non-executor) thread."""
-        event = threading.Event()
-        future.add_done_callback(lambda _: event.set())
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not event.wait(0.1):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            if job is not None and (job.cancel.is_set() or not self._active.is_set()):
-                return False
-        return True
-
-    def _navigate(self, job: Job, outcome: SpatialOutcome, goal_msg: PoseStamped) -> None:
-        name = param(self, 'nav_action')
-        wait_s = param(self, 'nav_server_timeout')
-        job.feedback('navigating', 0.6)
-        if not self._nav_client.wait_for_server(timeout_sec=wait_s):
-            outcome.fail(NAV_UNAVAILABLE, f"Nav2 action server '{name}' not available after "
-                         f'{wait_s:.1f} s')
-            return
-        goal = NavigateToPose.Goal()
-        goal.pose = goal_msg
-
-        def relay(feedback_msg) -> None:
-            job.feedback('navigating', 0.7, float(feedback_msg.feedback.distance_remaining))
-
-        sent = self._nav_client.send_goal_async(goal, feedback_callback=relay)
-        if not self._wait(sent, wait_s):
-            outcome.fail(NAV_UNAVAILABLE, f"Nav2 '{name}' did not answer the goal request "
-                         f'within {wait_s:.1f} s')
-            return
-        handle = sent.result()
-        if not handle.accepted:
-            outcome.fail(NAV_REJECTED, f"Nav2 '{name}' rejected the goal "
-                         f'({list(outcome.goal.position[:2].round(3))} in '
-                         f'{outcome.goal.frame_id})')
-            return
-        result_future = handle.get_result_async()
-        if not job.wait_for_nav:
-            result_future.add_done_callback(lambda f: self._log_nav_result(job, f))
-            return
-        if not self._wait(result_future, None, job):
-            handle.cancel_goal_async()
-            outcome.fail(CANCELED, 'navigation canceled')
-            return
-        res = result_future.result()
-        job.nav_status = int(res.status)
-        if res.status != STATUS_SUCCEEDED:
-            outcome.success = False
-            outcome.code = NAV_FAILED
-            outcome.reason = nav_failure_reason(res.status, getattr(res.result, 'error_code', 0),
-                                                getattr(res.result, 'error_msg', ''))
-
-    def _log_nav_result(self, job: Job, future) -> None:
-        res = future.result()
-        if res.status == STATUS_SUCCEEDED:
-            self.get_logger().info(f'Nav2 reached the goal for {query_for_log(job.request.text)}')
-        else:
-            self.get_logger().warning(f'{query_for_log(job.request.text)}: ' + nav_failure_reason(
-                res.status, getattr(res.result, 'error_code', 0),
-                getattr(res.result, 'error_msg', '')))
-
-    # ---- answers ------------------------------------------------------------------------------
-
-    def _failed(self, job: Job, code: str, detail: str) -> SpatialOutcome:
-        target = job.request.target_frame or (self._config.target_frame if self._config
-                                              else '')
-        return SpatialOutcome(job.request.text, job.request.action, False,
-                              target_frame=target).fail(code, detail)
-
-    def _finish(self, job: Job, outcome: SpatialOutcome) -> None:
-        job.now_ns = self.get_clock().now().nanoseconds
-        job.outcome = outcome
-        msg = fill_message(SpatialResult(), result_fields(outcome, job.now_ns))
+    def _publish_result(self, job: Job) -> None:
         pub = getattr(self, '_result_pub', None)
         if pub is not None:
-            pub.publish(msg)
-        if outcome.success:
-            self.get_logger().info(f'{query_for_log(outcome.query)} -> mark {outcome.mark_id} '
-                                   f'(p={outcome.confidence:.2f})')
+            pub.publish(fill_message(SpatialResult(), result_fields(job.outcome, job.now_ns)))
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _log(self, level: str, line: str) -> None:
+        # One call per level, each on its own line: rclpy keys a logger call by its call
+        # site and raises "Logger severity cannot be changed between calls" when one site
+        # logs at two severities (``getattr(logger, level)(line)`` would be one site).
+        logger = self.get_logger()
+        if level == 'error':
+            logger.error(line)
+        elif level == 'warning':
+            logger.warning(line)
         else:
-            self.get_logger().warning(f'{query_for_log(outcome.query)}: {outcome.reason}')
-        job.done.set()
-
-
-def resolve_model_dir(model_path: str) -> Path:
-    """The checkpoint to load: ``model_path``, or the model shipped in the package when ''.
-
-    Raises ModelLoadError (a configure FAILURE) when ``model_path`` is not a directory, or is
-    '' and the package ships no model.
-    """
-    if not model_path:
-        return model_dir(None)
-    path = Path(model_path).expanduser()
-    if not path.is_dir():
-        raise ModelLoadError(f'model_path {model_path!r} is not a directory')
-    return path
+            logger.info(line)
 
 
 def main(args=None) -> int:

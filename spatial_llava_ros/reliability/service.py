@@ -1,10 +1,11 @@
 """The resolver node's serving loop without ROS: bounded queue, one worker, one answer each.
 
-``nodes/resolver_node.py`` runs this same shape inside rclpy (QueryQueue -> worker thread
--> ``pipeline.resolve_query`` -> one SpatialResult per query). The node's loop lives in the
-rclpy class, so it cannot be driven here; this service is that loop on the core parts, so
-floods, soaks and fault injection run against the real queue, pipeline and resolver on
-machines without ROS 2.
+``nodes/resolver_node.py`` runs this same shape through ``queries.jobs.JobRunner``
+(QueryQueue -> worker thread -> ``pipeline.resolve_query`` -> one SpatialResult per query),
+with the node's publishers, tf and Nav2 handed in. This service is a separate copy of that
+loop with tickets, counters and latencies instead of those, so floods, soaks and fault
+injection run against the real queue, pipeline and resolver on machines without ROS 2 and
+give figures. Its failure codes and drop policy are the node's.
 
 Drop policy (the queue's): when ``queue_size`` queries are waiting, the OLDEST waiting one
 is dropped and answered at once with ``queue_full: ...``. Every submitted query gets exactly
@@ -22,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spatial_llava_ros.errors import InputError
-from spatial_llava_ros.nodes.query_queue import QueryQueue
 from spatial_llava_ros.pipeline import (
     FrameBuffer,
     FrameRecord,
@@ -33,11 +33,8 @@ from spatial_llava_ros.pipeline import (
     TransformLookup,
     resolve_query,
 )
-
-# The resolver node's own failure codes (nodes/resolver_node.py; that module imports rclpy).
-QUEUE_FULL = 'queue_full'
-NOT_ACTIVE = 'not_active'
-INTERNAL = 'internal_error'
+from spatial_llava_ros.queries.jobs import INTERNAL, NOT_ACTIVE, QUEUE_FULL
+from spatial_llava_ros.queries.queue import QueryQueue
 
 ResultCallback = Callable[[int, SpatialOutcome, float], None]  # ticket, outcome, latency s
 
