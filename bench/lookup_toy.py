@@ -31,17 +31,25 @@ NOBJ, NCAT, NCOL, NMARK = 10, 26, 12, 41
 FILLER, FINAL = NCAT + NCOL + 1, NCAT + NCOL + 2
 
 
-def scenes(batch: int, n: int, gen: torch.Generator):
-    """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,)."""
+EXTRA = 10  # classes of each distractor feature (--extra-features)
+
+
+def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0):
+    """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,).
+    ``extra`` adds that many random per-object one-hot features (as the oracle's ranks,
+    distance and column), which the query never asks about."""
     cat = torch.randint(0, NCAT, (batch, NOBJ), generator=gen)
     col = torch.randint(0, NCOL, (batch, NOBJ), generator=gen)
     mark = torch.argsort(torch.rand(batch, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1
     obj = torch.randint(0, NOBJ, (batch, n), generator=gen)
     on = torch.rand(batch, n, generator=gen) >= 0.4
-    x = torch.zeros(batch, n, NCAT + NCOL + NMARK)
+    x = torch.zeros(batch, n, NCAT + NCOL + NMARK + extra * EXTRA)
     o = obj.clamp(min=0)
     rows = torch.arange(batch)[:, None].expand(batch, n)
-    for offset, value in ((0, cat), (NCAT, col), (NCAT + NCOL, mark)):
+    feats = [(0, cat), (NCAT, col), (NCAT + NCOL, mark)]
+    feats += [(NCAT + NCOL + NMARK + k * EXTRA,
+               torch.randint(0, EXTRA, (batch, NOBJ), generator=gen)) for k in range(extra)]
+    for offset, value in feats:
         x.scatter_(2, (offset + value[rows, o])[..., None], on[..., None].float())
     t = torch.randint(0, NOBJ, (batch,), generator=gen)
     b = torch.arange(batch)
@@ -67,6 +75,8 @@ def main() -> None:
                          "final position after layer 1 (supervising the 'gather' hop)")
     ap.add_argument('--curriculum', type=int, default=0,
                     help='first N steps as --at-word, then the --fill template')
+    ap.add_argument('--extra-features', type=int, default=0,
+                    help='random per-object one-hot features the query never asks about')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', type=Path, default=None)
@@ -80,7 +90,7 @@ def main() -> None:
     lm = LlamaModel(LlamaConfig(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
                                 num_hidden_layers=args.layers, num_attention_heads=4,
                                 num_key_value_heads=4, max_position_embeddings=1024))
-    feat = torch.nn.Linear(NCAT + NCOL + NMARK, d)
+    feat = torch.nn.Linear(NCAT + NCOL + NMARK + args.extra_features * EXTRA, d)
     head = torch.nn.Linear(d, NMARK)
     aux = torch.nn.ModuleList([torch.nn.Linear(d, NCOL), torch.nn.Linear(d, NCAT)])
     params = [*lm.parameters(), *feat.parameters(), *head.parameters(), *aux.parameters()]
@@ -99,12 +109,13 @@ def main() -> None:
         out = lm(inputs_embeds=torch.cat([feat(x), query], 1), output_hidden_states=True)
         return out, head(out.last_hidden_state[:, -1])
 
-    held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed))
+    held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed),
+                      args.extra_features)
     log, t0 = [], time.time()
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100)
-        x, words, y = scenes(args.batch, args.image_tokens, gen)
+        x, words, y = scenes(args.batch, args.image_tokens, gen, args.extra_features)
         out, logits = forward(x, words, 'at_word' if step <= args.curriculum else final_mode)
         loss = torch.nn.functional.cross_entropy(logits, y)
         if args.aux:
