@@ -219,14 +219,32 @@ def main() -> None:
         masked = scores.masked_fill(~on, float('-inf'))
         return (scores.logsumexp(-1) - masked.logsumexp(-1))[keep].mean()
 
-    def aux_loss(batch, exs):
-        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                          attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                          use_cache=False, output_hidden_states=True)
-        aux = [t for ex in exs for t in ex.meta['aux']]
+    def forward(batch, **outputs):
+        return model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                           attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                           use_cache=False, **outputs)
+
+    def first_targets(batch) -> dict[int, int]:
+        """Answer index -> the index of its first target token in the batch."""
         first: dict[int, int] = {}
         for k, a in enumerate(batch.answer_of.tolist()):
             first.setdefault(a, k)
+        return first
+
+    def answer_terms(out, batch):
+        """Cross-entropy on the answer tokens and per-answer exact match, as answer_loss."""
+        logits = model.lm_head(out.last_hidden_state[batch.pred_pos[:, 0],
+                                                     batch.pred_pos[:, 1]]).float()
+        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
+        hit = (logits.argmax(-1) == batch.targets).float()
+        per_answer = torch.ones(batch.num_answers).scatter_reduce(0, batch.answer_of, hit,
+                                                                  reduce='amin')
+        return loss, per_answer
+
+    def aux_loss(batch, exs):
+        out = forward(batch, output_hidden_states=True)
+        aux = [t for ex in exs for t in ex.meta['aux']]
+        first = first_targets(batch)
         rows = torch.tensor([first[a] for a in range(len(aux))])
         h = out.hidden_states[args.aux_layer][batch.pred_pos[rows, 0], batch.pred_pos[rows, 1]]
         terms = [torch.nn.functional.cross_entropy(head(h), torch.tensor([t[j] for t in aux]),
@@ -237,12 +255,7 @@ def main() -> None:
             ptr = pointer_loss(batch, exs, rows)
             attn_in['loss'] = round(float(ptr.detach()), 3)
             extra = extra + args.pointer * ptr
-        logits = model.lm_head(out.last_hidden_state[batch.pred_pos[:, 0],
-                                                     batch.pred_pos[:, 1]]).float()
-        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
-        hit = (logits.argmax(-1) == batch.targets).float()
-        per_answer = torch.ones(batch.num_answers).scatter_reduce(0, batch.answer_of, hit,
-                                                                  reduce='amin')
+        loss, per_answer = answer_terms(out, batch)
         return loss + extra, per_answer
 
     short = dataclasses.replace(template, query=' which mark is {query}')
@@ -267,14 +280,10 @@ def main() -> None:
     n_img = model.config.image_seq_length
 
     def supervised_loss(batch, exs):
-        out = model.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                          attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                          use_cache=False, output_attentions=True)
+        out = forward(batch, output_attentions=True)
         att = out.attentions[-1]  # (B, H, L, L)
         marks = [m for ex in exs for m in ex.meta['marks']]
-        first: dict[int, int] = {}
-        for k, a in enumerate(batch.answer_of.tolist()):
-            first.setdefault(a, k)
+        first = first_targets(batch)
         terms = []
         for a, k in first.items():
             r, p = (int(v) for v in batch.pred_pos[k])
@@ -282,12 +291,7 @@ def main() -> None:
             if on.any():
                 mass = (att[r, :, p, img_start:img_start + n_img] * on).sum(-1)
                 terms.append(-mass.clamp_min(1e-6).log().mean())
-        logits = model.lm_head(out.last_hidden_state[batch.pred_pos[:, 0],
-                                                     batch.pred_pos[:, 1]]).float()
-        loss = torch.nn.functional.cross_entropy(logits, batch.targets)
-        hit = (logits.argmax(-1) == batch.targets).float()
-        per_answer = torch.ones(batch.num_answers).scatter_reduce(0, batch.answer_of, hit,
-                                                                  reduce='amin')
+        loss, per_answer = answer_terms(out, batch)
         return loss + args.attention_weight * torch.stack(terms).mean(), per_answer
 
     params = [p for p in model.parameters() if p.requires_grad] + list(oracle.parameters())
