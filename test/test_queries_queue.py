@@ -32,3 +32,19 @@ def test_query_queue_close_wakes_the_worker_and_returns_the_waiting():
     q.put('x')
     q.put('y')
     assert q.close() == ['x', 'y']
+
+
+def test_jobs_yields_in_order_and_ends_once_closed():
+    """The workers' loop: every job put before close comes out in order, then the loop ends."""
+    q: QueryQueue[int] = QueryQueue(4)
+    got: list[int] = []
+    worker = threading.Thread(target=lambda: got.extend(q.jobs(poll_s=0.01)))
+    worker.start()
+    for i in range(3):
+        q.put(i)
+    while len(q):
+        threading.Event().wait(0.01)
+    q.close()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert got == [0, 1, 2]

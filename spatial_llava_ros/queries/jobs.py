@@ -185,12 +185,7 @@ class JobRunner:
             job.done.set()
 
     def _work(self) -> None:
-        while True:
-            job = self.queue.get(timeout=0.5)
-            if job is None:
-                if self.queue.closed:
-                    return
-                continue
+        for job in self.queue.jobs():
             try:
                 outcome = self.answer(job)
             except Exception as exc:  # noqa: BLE001 - reported in the result, worker lives on

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from spatial_llava_ros.errors import InputError
@@ -44,6 +45,15 @@ class QueryQueue(Generic[T]):
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
             return self._items.popleft() if self._items else None
+
+    def jobs(self, poll_s: float = 0.5) -> Iterator[T]:
+        """Each job as it arrives, until the queue is closed: the inference worker's loop."""
+        while True:
+            item = self.get(timeout=poll_s)
+            if item is not None:
+                yield item
+            elif self.closed:
+                return
 
     def close(self) -> list[T]:
         """Stop accepting jobs; returns the ones still waiting (to be answered as dropped)."""

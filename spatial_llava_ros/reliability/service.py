@@ -151,12 +151,7 @@ class QueryService:
     # ---- worker --------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            job = self.queue.get(timeout=0.5)
-            if job is None:
-                if self.queue.closed:
-                    return
-                continue
+        for job in self.queue.jobs():
             try:
                 outcome = resolve_query(job.request, self.frames.latest(), self.resolver,
                                         self.transforms, self.config, self.clock_ns())
