@@ -29,8 +29,6 @@ import torch
 
 NOBJ, NCAT, NCOL, NMARK = 10, 26, 12, 41
 FILLER, FINAL = NCAT + NCOL + 1, NCAT + NCOL + 2
-
-
 EXTRA = 10  # classes of each distractor feature (--extra-features)
 
 
@@ -44,13 +42,12 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0):
     obj = torch.randint(0, NOBJ, (batch, n), generator=gen)
     on = torch.rand(batch, n, generator=gen) >= 0.4
     x = torch.zeros(batch, n, NCAT + NCOL + NMARK + extra * EXTRA)
-    o = obj.clamp(min=0)
     rows = torch.arange(batch)[:, None].expand(batch, n)
     feats = [(0, cat), (NCAT, col), (NCAT + NCOL, mark)]
     feats += [(NCAT + NCOL + NMARK + k * EXTRA,
                torch.randint(0, EXTRA, (batch, NOBJ), generator=gen)) for k in range(extra)]
     for offset, value in feats:
-        x.scatter_(2, (offset + value[rows, o])[..., None], on[..., None].float())
+        x.scatter_(2, (offset + value[rows, obj])[..., None], on[..., None].float())
     t = torch.randint(0, NOBJ, (batch,), generator=gen)
     b = torch.arange(batch)
     words = torch.stack([NCAT + col[b, t], cat[b, t]], 1)
@@ -120,10 +117,9 @@ def main() -> None:
         loss = torch.nn.functional.cross_entropy(logits, y)
         if args.aux:
             h1 = out.hidden_states[1][:, -1]
-            loss = loss + args.aux * sum(torch.nn.functional.cross_entropy(a(h1), words[:, i]
-                                                                           - (NCAT if i == 0
-                                                                              else 0))
-                                         for i, a in enumerate(aux))
+            targets = (words[:, 0] - NCAT, words[:, 1])  # colour class, category class
+            loss = loss + args.aux * sum(torch.nn.functional.cross_entropy(a(h1), t)
+                                         for a, t in zip(aux, targets))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
