@@ -58,7 +58,8 @@ def build_tokenizer(
     ``words`` and every word of ``texts`` join the vocabulary (with the spatial word list,
     digits and punctuation). ``image_token_id`` pins ``<image>`` to a given id (32000 for
     the LLaVA-1.5-7B layout); otherwise it gets the next free id. ``whole_numbers`` makes
-    0..99 one token each (mark 12 is one token, not "1" "2"); larger numbers still split.
+    0..99 one token each (mark 12 is one token, not "1" "2"); a number above 99 is then
+    ``<unk>`` (digits are no longer split), so it suits the test-bed's marks (<= 40) only.
     """
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordLevel
