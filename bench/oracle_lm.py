@@ -122,7 +122,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
-    train, val = _frames(args.frames, args.out, args.grid)
+    # with --train-cache only the validation frames come from _frames (no training frames made)
+    train, val = _frames(0 if args.train_cache else args.frames, args.out, args.grid)
     if args.train_cache:
         train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
                  if f.queries and f.dense is not None]
