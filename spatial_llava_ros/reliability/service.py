@@ -33,7 +33,7 @@ from spatial_llava_ros.pipeline import (
     TransformLookup,
     resolve_query,
 )
-from spatial_llava_ros.queries.jobs import INTERNAL, NOT_ACTIVE, QUEUE_FULL
+from spatial_llava_ros.queries.jobs import INTERNAL, NOT_ACTIVE, QUEUE_FULL, failed_outcome
 from spatial_llava_ros.queries.queue import QueryQueue
 
 ResultCallback = Callable[[int, SpatialOutcome, float], None]  # ticket, outcome, latency s
@@ -163,9 +163,7 @@ class QueryService:
             self._emit(job, outcome, 'answered')
 
     def _failed(self, job: _Job, code: str, detail: str) -> SpatialOutcome:
-        target = job.request.target_frame or self.config.target_frame
-        return SpatialOutcome(job.request.text, job.request.action, False,
-                              target_frame=target).fail(code, detail)
+        return failed_outcome(job.request, code, detail, self.config.target_frame)
 
     def _emit(self, job: _Job, outcome: SpatialOutcome, counter: str) -> None:
         latency = time.perf_counter() - job.submitted
