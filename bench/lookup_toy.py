@@ -12,6 +12,7 @@ each variant did:
     python bench/lookup_toy.py --fill 8 --onehop        # query summed INTO the final token
     python bench/lookup_toy.py --at-word                # answer read at the category word
     python bench/lookup_toy.py --fill 8 --curriculum 300  # --at-word first, then --fill 8
+    python bench/lookup_toy.py --fill 8 --query-first   # the query before the image tokens
 
 Trains on fresh random scenes every step (batch 32); every 100 steps prints the accuracy on
 512 held-out scenes in the final template (a colour + category pair may name two objects, so
@@ -32,26 +33,33 @@ FILLER, FINAL = NCAT + NCOL + 1, NCAT + NCOL + 2
 EXTRA = 10  # classes of each distractor feature (--extra-features)
 
 
-def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0):
+def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 1):
     """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,).
     ``extra`` adds that many random per-object one-hot features (as the oracle's ranks,
-    distance and column), which the query never asks about."""
-    cat = torch.randint(0, NCAT, (batch, NOBJ), generator=gen)
-    col = torch.randint(0, NCOL, (batch, NOBJ), generator=gen)
-    mark = torch.argsort(torch.rand(batch, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1
-    obj = torch.randint(0, NOBJ, (batch, n), generator=gen)
-    on = torch.rand(batch, n, generator=gen) >= 0.4
+    distance and column), which the query never asks about. ``per`` queries share each scene
+    (batch // per distinct scenes), as a frame's queries share its image tokens."""
+    k = batch // per
+
+    def rep(t: torch.Tensor) -> torch.Tensor:
+        return t.repeat_interleave(per, 0)
+
+    cat = rep(torch.randint(0, NCAT, (k, NOBJ), generator=gen))
+    col = rep(torch.randint(0, NCOL, (k, NOBJ), generator=gen))
+    mark = rep(torch.argsort(torch.rand(k, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1)
+    obj = rep(torch.randint(0, NOBJ, (k, n), generator=gen))
+    on = rep(torch.rand(k, n, generator=gen) >= 0.4)
     x = torch.zeros(batch, n, NCAT + NCOL + NMARK + extra * EXTRA)
     rows = torch.arange(batch)[:, None].expand(batch, n)
     feats = [(0, cat), (NCAT, col), (NCAT + NCOL, mark)]
-    feats += [(NCAT + NCOL + NMARK + k * EXTRA,
-               torch.randint(0, EXTRA, (batch, NOBJ), generator=gen)) for k in range(extra)]
+    feats += [(NCAT + NCOL + NMARK + j * EXTRA,
+               rep(torch.randint(0, EXTRA, (k, NOBJ), generator=gen))) for j in range(extra)]
     for offset, value in feats:
         x.scatter_(2, (offset + value[rows, obj])[..., None], on[..., None].float())
     t = torch.randint(0, NOBJ, (batch,), generator=gen)
     b = torch.arange(batch)
     words = torch.stack([NCAT + col[b, t], cat[b, t]], 1)
-    return x, words, mark[b, t]
+    flag = on & (obj == t[:, None])  # patches of the target (for --flag-aux)
+    return x, words, mark[b, t], flag
 
 
 def main() -> None:
@@ -74,6 +82,22 @@ def main() -> None:
                     help='first N steps as --at-word, then the --fill template')
     ap.add_argument('--extra-features', type=int, default=0,
                     help='random per-object one-hot features the query never asks about')
+    ap.add_argument('--query-first', action='store_true',
+                    help='the query words come before the image tokens, so every image '
+                         'token can see the query (the fill and final tokens stay last)')
+    ap.add_argument('--flag-aux', type=float, default=0.0,
+                    help='weight of a head that tells, at every image token after layer '
+                         "--flag-layer, whether it is the target's (needs --query-first)")
+    ap.add_argument('--flag-layer', type=int, default=1)
+    ap.add_argument('--pointer', type=float, default=0.0,
+                    help="weight of a loss that puts the last layer's attention (all heads) "
+                         "from the final position onto the target's patches")
+    ap.add_argument('--zero-init', action='store_true',
+                    help='start every layer as the identity: o_proj and down_proj at zero')
+    ap.add_argument('--per-scene', type=int, default=1,
+                    help='queries that share one scene in a batch (the oracle: 12-40 per frame)')
+    ap.add_argument('--feature-scale', type=float, default=1.0,
+                    help="scale of the image-token map's initial weights")
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', type=Path, default=None)
@@ -87,23 +111,38 @@ def main() -> None:
     lm = LlamaModel(LlamaConfig(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
                                 num_hidden_layers=args.layers, num_attention_heads=4,
                                 num_key_value_heads=4, max_position_embeddings=1024))
+    if args.pointer:
+        lm.set_attn_implementation('eager')
+    if args.zero_init:
+        with torch.no_grad():
+            for layer in lm.layers:
+                layer.self_attn.o_proj.weight.zero_()
+                layer.mlp.down_proj.weight.zero_()
     feat = torch.nn.Linear(NCAT + NCOL + NMARK + args.extra_features * EXTRA, d)
+    with torch.no_grad():
+        feat.weight.mul_(args.feature_scale)
     head = torch.nn.Linear(d, NMARK)
     aux = torch.nn.ModuleList([torch.nn.Linear(d, NCOL), torch.nn.Linear(d, NCAT)])
-    params = [*lm.parameters(), *feat.parameters(), *head.parameters(), *aux.parameters()]
+    flag_head = torch.nn.Linear(d, 1)
+    params = [*lm.parameters(), *feat.parameters(), *head.parameters(), *aux.parameters(),
+              *flag_head.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     final_mode = 'at_word' if args.at_word else 'onehop' if args.onehop else 'fill'
 
     def forward(x, words, mode):
         emb = lm.embed_tokens
-        if mode == 'at_word':
-            query = emb(words)
+        if args.query_first:
+            tail = torch.tensor([FILLER] * args.fill + [FINAL]).expand(len(words), -1)
+            seq = torch.cat([emb(words), feat(x), emb(tail)], 1)
+        elif mode == 'at_word':
+            seq = torch.cat([feat(x), emb(words)], 1)
         elif mode == 'onehop':
-            query = emb(words).sum(1, keepdim=True)
+            seq = torch.cat([feat(x), emb(words).sum(1, keepdim=True)], 1)
         else:
             tail = torch.tensor([FILLER] * args.fill + [FINAL]).expand(len(words), -1)
-            query = emb(torch.cat([words, tail], 1))
-        out = lm(inputs_embeds=torch.cat([feat(x), query], 1), output_hidden_states=True)
+            seq = torch.cat([feat(x), emb(torch.cat([words, tail], 1))], 1)
+        out = lm(inputs_embeds=seq, output_hidden_states=True,
+                 output_attentions=bool(args.pointer))
         return out, head(out.last_hidden_state[:, -1])
 
     held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed),
@@ -112,7 +151,8 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100)
-        x, words, y = scenes(args.batch, args.image_tokens, gen, args.extra_features)
+        x, words, y, flag = scenes(args.batch, args.image_tokens, gen, args.extra_features,
+                                   args.per_scene)
         out, logits = forward(x, words, 'at_word' if step <= args.curriculum else final_mode)
         loss = torch.nn.functional.cross_entropy(logits, y)
         if args.aux:
@@ -120,6 +160,22 @@ def main() -> None:
             targets = (words[:, 0] - NCAT, words[:, 1])  # colour class, category class
             loss = loss + args.aux * sum(torch.nn.functional.cross_entropy(a(h1), t)
                                          for a, t in zip(aux, targets))
+        if args.pointer:
+            start = 2 if args.query_first else 0
+            att = out.attentions[-1][:, :, -1, start:start + args.image_tokens]  # (B, H, N)
+            mass = (att * flag[:, None].float()).sum(-1).clamp_min(1e-6)
+            loss = loss - args.pointer * mass.log().mean()
+        if args.flag_aux:
+            h = out.hidden_states[args.flag_layer][:, 2:2 + args.image_tokens]
+            logit = flag_head(h).squeeze(-1)
+            pos = flag.float()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logit, pos,
+                                                                       reduction='none')
+            # balanced: the target's patches weigh as much as all the others
+            balanced = ((bce * pos).sum() / pos.sum().clamp(min=1)
+                        + (bce * (1 - pos)).sum() / (1 - pos).sum().clamp(min=1)) / 2
+            loss = loss + args.flag_aux * balanced
+            flag_loss = float(balanced.detach())
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -131,6 +187,8 @@ def main() -> None:
                    'held_out_acc': round(float((ev.argmax(-1) == held_out[2]).float().mean()),
                                          3),
                    'wall_s': round(time.time() - t0)}
+            if args.flag_aux:
+                row['flag_loss'] = round(flag_loss, 3)
             print(row, flush=True)
             log.append(row)
     if args.out:
