@@ -115,6 +115,9 @@ def main() -> None:
                     help='first N steps: the query segment is " which mark is QUERY", so the '
                          "answer is predicted at the query's own last word, then the real "
                          'template (a template curriculum)')
+    ap.add_argument('--frames-per-step', type=int, default=8,
+                    help='distinct frames in each step (the toy needed many distinct scenes '
+                         'per step to leave its plateau)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -322,7 +325,8 @@ def main() -> None:
         cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100) * cosine
-        exs = examples([train[rng.randrange(len(train))] for _ in range(8)], rng,
+        exs = examples([train[rng.randrange(len(train))] for _ in range(args.frames_per_step)],
+                       rng,
                        args.queries_per_frame, easy=step <= args.curriculum,
                        tmpl=short if step <= args.short_query else template)
         batch = packer.collate(exs)
