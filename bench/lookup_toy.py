@@ -96,6 +96,14 @@ def main() -> None:
                     help='start every layer as the identity: o_proj and down_proj at zero')
     ap.add_argument('--per-scene', type=int, default=1,
                     help='queries that share one scene in a batch (the oracle: 12-40 per frame)')
+    ap.add_argument('--shared-code', action='store_true',
+                    help="the image-token map's colour and category columns start at those "
+                         "words' embeddings (one code for a word and the patch it names)")
+    ap.add_argument('--qk-tie', type=float, default=0.0,
+                    help='start each layer with k_proj = q_proj, drawn at this std, on the '
+                         'slowest-rotating half of every head (RoPE keeps them comparable '
+                         'across positions): a token attends to tokens like itself from step 0')
+    ap.add_argument('--rope-theta', type=float, default=10000.0)
     ap.add_argument('--feature-scale', type=float, default=1.0,
                     help="scale of the image-token map's initial weights")
     ap.add_argument('--threads', type=int, default=2)
@@ -110,7 +118,8 @@ def main() -> None:
     d = args.hidden
     lm = LlamaModel(LlamaConfig(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
                                 num_hidden_layers=args.layers, num_attention_heads=4,
-                                num_key_value_heads=4, max_position_embeddings=1024))
+                                num_key_value_heads=4, max_position_embeddings=1024,
+                                rope_theta=args.rope_theta))
     if args.pointer:
         lm.set_attn_implementation('eager')
     if args.zero_init:
@@ -121,6 +130,19 @@ def main() -> None:
     feat = torch.nn.Linear(NCAT + NCOL + NMARK + args.extra_features * EXTRA, d)
     with torch.no_grad():
         feat.weight.mul_(args.feature_scale)
+        if args.shared_code:
+            words = lm.embed_tokens.weight
+            feat.weight[:, :NCAT + NCOL] = words[:NCAT + NCOL].T
+        if args.qk_tie:
+            for layer in lm.layers:
+                att = layer.self_attn
+                hd = att.head_dim
+                w = torch.randn_like(att.q_proj.weight) * args.qk_tie
+                w = w.view(-1, hd, w.shape[-1])
+                w[:, :hd // 4] = 0  # RoPE pairs dim i with i + hd/2; keep the slow pairs
+                w[:, hd // 2:hd // 2 + hd // 4] = 0
+                att.q_proj.weight.copy_(w.view_as(att.q_proj.weight))
+                att.k_proj.weight.copy_(w.view_as(att.k_proj.weight))
     head = torch.nn.Linear(d, NMARK)
     aux = torch.nn.ModuleList([torch.nn.Linear(d, NCOL), torch.nn.Linear(d, NCAT)])
     flag_head = torch.nn.Linear(d, 1)
