@@ -115,6 +115,8 @@ def main() -> None:
                     help='first N steps: the query segment is " which mark is QUERY", so the '
                          "answer is predicted at the query's own last word, then the real "
                          'template (a template curriculum)')
+    ap.add_argument('--relations', default=None,
+                    help='train and validate on these relations only (comma list, e.g. color)')
     ap.add_argument('--frames-per-step', type=int, default=8,
                     help='distinct frames in each step (the toy needed many distinct scenes '
                          'per step to leave its plateau)')
@@ -130,6 +132,11 @@ def main() -> None:
     if args.train_cache:
         train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
                  if f.queries and f.dense is not None]
+    if args.relations:
+        keep = set(args.relations.split(','))
+        for f in train + val:
+            f.queries = [q for q in f.queries if q[2] in keep]
+        train, val = [f for f in train if f.queries], [f for f in val if f.queries]
     template = PromptTemplate.load()
     base = args.out / (f'base_{args.text_layers}{"_wn" if args.whole_numbers else ""}'
                        f'{"" if args.grid == 16 else f"_g{args.grid}"}')
