@@ -55,6 +55,12 @@ def main() -> None:
     ap.add_argument('--frames', type=Path, default=None,
                     help="frames cache: oracle_lm.py's (train, val) tuple; default "
                          'runs/oracle/frames_1500[_gG].pt')
+    ap.add_argument('--bare', action='store_true',
+                    help='no system prompt, mark list or instruction: BOS, the image, the query '
+                         "words, the answer (the lookup toy's shape on the real task)")
+    ap.add_argument('--relations', default=None, help='only these relations (comma list)')
+    ap.add_argument('--whole-numbers', action='store_true',
+                    help='one token per number instead of one per digit')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='flag')
@@ -64,13 +70,19 @@ def main() -> None:
     cache = args.frames or args.out / ('frames_1500.pt' if args.grid == 16
                                        else f'frames_1500_g{args.grid}.pt')
     train, val = torch.load(cache, weights_only=False)
+    if args.relations:
+        keep = set(args.relations.split(','))
+        for f in train + val:
+            f.queries = [q for q in f.queries if q[2] in keep]
     train = [f for f in train if f.queries and f.dense is not None]
     val = [f for f in val if f.queries and f.dense is not None]
     template = PromptTemplate.load()
-    base = args.out / f'base_3{"" if args.grid == 16 else f"_g{args.grid}"}'
+    base = args.out / (f'base_3{"_wn" if args.whole_numbers else ""}'
+                       f'{"" if args.grid == 16 else f"_g{args.grid}"}')
     make_tiny_model(base, image_size=192, patch_size=192 // args.grid, vision_hidden=16,
                     vision_layers=1, text_hidden=128, text_layers=3, heads=4,
-                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template))
+                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template),
+                    whole_numbers=args.whole_numbers)
     loaded = load_model(base, dtype='float32')
     tok = loaded.tokenizer
     lm = loaded.model.model.language_model.train()
@@ -99,7 +111,9 @@ def main() -> None:
         tail = ' Answer with the mark number only. ASSISTANT:'
         head = [tok.bos_token_id] + enc(f'{template.system} USER: ')
         img = [IMG] * n_img
-        if args.layout == 'image_first':
+        if args.bare:
+            ids = [tok.bos_token_id] + [IMG] * n_img + enc(f' {query}')
+        elif args.layout == 'image_first':
             ids = head + img + enc(frame) + enc(ask + tail)
         elif args.layout == 'query_first':
             ids = head + enc(ask.strip()) + img + enc(frame) + enc(tail)
