@@ -17,8 +17,10 @@ test-bed's dense ground truth through one linear map) and the shipped LM shape (
 
 ``--flag-aux W`` adds a head on the last image copy's tokens after LM layer ``--flag-layer``
 that tells whether the patch is the target's (balanced binary cross-entropy, weight W).
-One sequence per query; teacher-forced exact match of " MARK</s>" on the validation seeds
-90000:90040, as oracle_lm.py. Writes runs/oracle/TAG.json.
+``--bare`` drops the system prompt, the mark list and the instruction (BOS, the image, the
+query words, the answer: the lookup toy's shape on the real task); ``--relations color``
+keeps some query kinds only. One sequence per query; teacher-forced exact match of
+" MARK</s>" on the validation seeds 90000:90040, as oracle_lm.py. Writes runs/oracle/TAG.json.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def main() -> None:
     lm = loaded.model.model.language_model.train()
     lm_head = loaded.model.lm_head
     n_img = args.grid ** 2
-    sel = [i for i, n in enumerate(HEAD_NAMES)]
+    sel = list(range(len(HEAD_NAMES)))
     oracle = torch.nn.Linear(sum(HEADS[n] for n in HEAD_NAMES), 128)
     flag_head = torch.nn.Linear(128, 1)
     mark_row = HEAD_NAMES.index('mark')
