@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from pathlib import Path
 
 import torch
 
-from spatial_llava_ros.model.loading import load_model
+# the sibling script: bench/ is on sys.path when this file runs as a script
+from oracle_lm import keep_relations, lr_at, one_hot_tokens, per_relation, tiny_lm
+
 from spatial_llava_ros.model.prompt import PromptTemplate
-from spatial_llava_ros.model.tiny import make_tiny_model
-from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
-from spatial_llava_ros.training.trainer import vocabulary_texts
+from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS
 
 IMG = -1  # placeholder id for an image token in a built sequence
 
@@ -71,21 +70,12 @@ def main() -> None:
     torch.manual_seed(0)
     cache = args.frames or args.out / ('frames_1500.pt' if args.grid == 16
                                        else f'frames_1500_g{args.grid}.pt')
-    train, val = torch.load(cache, weights_only=False)
-    if args.relations:
-        keep = set(args.relations.split(','))
-        for f in train + val:
-            f.queries = [q for q in f.queries if q[2] in keep]
+    train, val = (keep_relations(frames, args.relations)
+                  for frames in torch.load(cache, weights_only=False))
     train = [f for f in train if f.queries and f.dense is not None]
     val = [f for f in val if f.queries and f.dense is not None]
     template = PromptTemplate.load()
-    base = args.out / (f'base_3{"_wn" if args.whole_numbers else ""}'
-                       f'{"" if args.grid == 16 else f"_g{args.grid}"}')
-    make_tiny_model(base, image_size=192, patch_size=192 // args.grid, vision_hidden=16,
-                    vision_layers=1, text_hidden=128, text_layers=3, heads=4,
-                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template),
-                    whole_numbers=args.whole_numbers)
-    loaded = load_model(base, dtype='float32')
+    loaded = tiny_lm(args.out, template, args.grid, whole_numbers=args.whole_numbers)
     tok = loaded.tokenizer
     lm = loaded.model.model.language_model.train()
     lm_head = loaded.model.lm_head
@@ -97,14 +87,6 @@ def main() -> None:
 
     def enc(text: str) -> list[int]:
         return tok(text, add_special_tokens=False)['input_ids']
-
-    def one_hot(t: torch.Tensor) -> torch.Tensor:  # (heads, P) -> (P, dim)
-        parts = []
-        for i in sel:
-            x = t[i].long()
-            parts.append(torch.nn.functional.one_hot(x.clamp(min=0), HEADS[HEAD_NAMES[i]])
-                         .float() * (x != IGNORE)[..., None])
-        return torch.cat(parts, -1)
 
     def build(f, query: str, mark: int) -> tuple[list[int], list[int]]:
         marks = template.mark_separator.join(str(m) for m in f.mark_ids)
@@ -143,7 +125,8 @@ def main() -> None:
                 answer_of.append(r)
             starts = [k for k in range(len(a)) if a[k] == IMG and (k == 0 or a[k - 1] != IMG)]
             last_img.append(starts[-1])
-        feats = torch.stack([one_hot(torch.from_numpy(f.dense.marked)) for f, _, _ in items])
+        feats = one_hot_tokens(torch.stack([torch.from_numpy(f.dense.marked)
+                                            for f, _, _ in items]), sel)
         flag = torch.stack([torch.from_numpy(f.dense.marked[mark_row]) == m
                             for f, _, m in items]).float()
         return ids, img, mask, torch.tensor(pred), torch.tensor(targets), \
@@ -189,16 +172,12 @@ def main() -> None:
                 hits.append(forward([(f, q, m) for f, q, m, _ in chunk])[1])
         lm.train()
         hit = torch.cat(hits)
-        rels = [r for *_, r in val_items]
-        per = {r: round(float(hit[[k for k, x in enumerate(rels) if x == r]].mean()), 2)
-               for r in sorted(set(rels))}
-        return float(hit.mean()), per
+        return float(hit.mean()), per_relation(hit, [r for *_, r in val_items])
 
     t0, log = time.time(), []
     for step in range(1, args.steps + 1):
-        cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
-            g['lr'] = args.lr * min(1.0, step / 100) * cosine
+            g['lr'] = lr_at(args.lr, step, args.steps)
         items = []
         for f in (train[rng.randrange(len(train))] for _ in range(args.frames_per_step)):
             qs = f.queries if len(f.queries) <= args.queries_per_frame else \

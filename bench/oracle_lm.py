@@ -58,6 +58,53 @@ def _frames(n_train: int, out: Path, grid: int = 16):
     return train, val
 
 
+def keep_relations(frames: list, relations: str | None) -> list:
+    """Only the queries of these relations (a comma list; None keeps all), on the frames that
+    still have one."""
+    if not relations:
+        return frames
+    keep = set(relations.split(','))
+    for f in frames:
+        f.queries = [q for q in f.queries if q[2] in keep]
+    return [f for f in frames if f.queries]
+
+
+def tiny_lm(out: Path, template: PromptTemplate, grid: int, text_layers: int = 3,
+            whole_numbers: bool = False):
+    """The oracle's model: the shipped LM shape (text_layers x 128) from scratch, a 1-layer
+    dummy vision tower (the oracle replaces its tokens) at GRID x GRID patches; made once."""
+    base = out / (f'base_{text_layers}{"_wn" if whole_numbers else ""}'
+                  f'{"" if grid == 16 else f"_g{grid}"}')
+    make_tiny_model(base, image_size=192, patch_size=192 // grid, vision_hidden=16,
+                    vision_layers=1, text_hidden=128, text_layers=text_layers, heads=4,
+                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template),
+                    whole_numbers=whole_numbers)
+    return load_model(base, dtype='float32')
+
+
+def one_hot_tokens(t: torch.Tensor, sel: list[int]) -> torch.Tensor:
+    """(..., heads, P) dense class ids -> (..., P, dim): the selected heads' one-hots side by
+    side, zero where a head has no target."""
+    parts = []
+    for i in sel:
+        x = t[..., i, :].long()
+        parts.append(torch.nn.functional.one_hot(x.clamp(min=0), HEADS[HEAD_NAMES[i]])
+                     .float() * (x != IGNORE)[..., None])
+    return torch.cat(parts, -1)
+
+
+def lr_at(lr: float, step: int, steps: int) -> float:
+    """100 warm-up steps, then a cosine down to 0.1 of ``lr`` at the last step."""
+    cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return lr * min(1.0, step / 100) * cosine
+
+
+def per_relation(hit: torch.Tensor, rels: list[str]) -> dict[str, float]:
+    """Mean of the per-answer hits for each relation."""
+    return {r: round(float(hit[[k for k, x in enumerate(rels) if x == r]].mean()), 2)
+            for r in sorted(set(rels))}
+
+
 def _share_code(oracle: torch.nn.Linear, sel: list[int], model, tokenizer) -> None:
     """Column k of the map := the input embedding of class k's word ("lamp", "red",
     the digits of mark 12), so query words and image tokens share one code from step 0."""
@@ -132,20 +179,9 @@ def main() -> None:
     if args.train_cache:
         train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
                  if f.queries and f.dense is not None]
-    if args.relations:
-        keep = set(args.relations.split(','))
-        for f in train + val:
-            f.queries = [q for q in f.queries if q[2] in keep]
-        train, val = [f for f in train if f.queries], [f for f in val if f.queries]
+    train, val = keep_relations(train, args.relations), keep_relations(val, args.relations)
     template = PromptTemplate.load()
-    base = args.out / (f'base_{args.text_layers}{"_wn" if args.whole_numbers else ""}'
-                       f'{"" if args.grid == 16 else f"_g{args.grid}"}')
-    make_tiny_model(base, image_size=192, patch_size=192 // args.grid, vision_hidden=16,
-                    vision_layers=1,
-                    text_hidden=128, text_layers=args.text_layers, heads=4,
-                    vision_feature_layer=-1, prompt_texts=vocabulary_texts(template),
-                    whole_numbers=args.whole_numbers)
-    loaded = load_model(base, dtype='float32')
+    loaded = tiny_lm(args.out, template, args.grid, args.text_layers, args.whole_numbers)
     model = loaded.model.train()
     if args.attention_weight:
         model.set_attn_implementation('eager')
@@ -159,14 +195,6 @@ def main() -> None:
     current: dict[str, torch.Tensor] = {}
     if args.shared_code:
         _share_code(oracle, sel, model, loaded.tokenizer)
-
-    def one_hot(t: torch.Tensor) -> torch.Tensor:  # (B, heads, P) -> (B, P, dim)
-        parts = []
-        for i in sel:
-            x = t[:, i].long()
-            parts.append(torch.nn.functional.one_hot(x.clamp(min=0), HEADS[HEAD_NAMES[i]])
-                         .float() * (x != IGNORE)[..., None])
-        return torch.cat(parts, -1)
 
     model.model.multi_modal_projector.register_forward_hook(
         lambda _m, _i, o: oracle(current['x']).reshape(o.shape))
@@ -318,26 +346,23 @@ def main() -> None:
                 exs = examples(val[i:i + 8], random.Random(1), 1000,
                                easy=args.curriculum >= args.steps)
                 batch = packer.collate(exs)
-                current['x'] = one_hot(batch.dense_targets)
+                current['x'] = one_hot_tokens(batch.dense_targets, sel)
                 hits.append(answer_loss(model, batch)[1])
                 rels += [r for ex in exs for r in ex.meta['rels']]
         model.train()
         hit = torch.cat(hits)
-        per = {r: round(float(hit[[k for k, x in enumerate(rels) if x == r]].mean()), 2)
-               for r in sorted(set(rels))}
-        return float(hit.mean()), per
+        return float(hit.mean()), per_relation(hit, rels)
 
     t0, log = time.time(), []
     for step in range(1, args.steps + 1):
-        cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
-            g['lr'] = args.lr * min(1.0, step / 100) * cosine
+            g['lr'] = lr_at(args.lr, step, args.steps)
         exs = examples([train[rng.randrange(len(train))] for _ in range(args.frames_per_step)],
                        rng,
                        args.queries_per_frame, easy=step <= args.curriculum,
                        tmpl=short if step <= args.short_query else template)
         batch = packer.collate(exs)
-        current['x'] = one_hot(batch.dense_targets)
+        current['x'] = one_hot_tokens(batch.dense_targets, sel)
         if args.attention_weight:
             loss, per_answer = supervised_loss(batch, exs)
         elif args.query_aux or args.pointer:
