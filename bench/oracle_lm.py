@@ -43,13 +43,14 @@ from spatial_llava_ros.training.synthetic import SomSettings, training_frame
 from spatial_llava_ros.training.trainer import vocabulary_texts
 
 
-def _frames(n_train: int, out: Path, grid: int = 16):
-    cache = out / (f'frames_{n_train}.pt' if grid == 16 else f'frames_{n_train}_g{grid}.pt')
+def _frames(n_train: int, out: Path, grid: int = 16, label_features: bool = False):
+    cache = out / (f'frames_{n_train}{"" if grid == 16 else f"_g{grid}"}'
+                   f'{"_lf" if label_features else ""}.pt')
     if cache.is_file():
         return torch.load(cache, weights_only=False)
     settings = SomSettings(320, 240, 40.0, 'number', 'depth')
     job = partial(training_frame, settings=settings, max_expressions=40, grid=grid, dense=True,
-                  free=False)
+                  free=False, label_features=label_features)
     with mp.get_context('fork').Pool(2) as pool:
         train = [f for f in pool.imap(job, range(100000, 100000 + n_train), chunksize=8)
                  if f.queries]
@@ -67,6 +68,15 @@ def keep_relations(frames: list, relations: str | None) -> list:
     for f in frames:
         f.queries = [q for q in f.queries if q[2] in keep]
     return [f for f in frames if f.queries]
+
+
+def label_only(frames: list) -> None:
+    """Blank every patch but the marks' labels: each marked object is then a few tokens,
+    whatever its size (a big table no longer outweighs a small mug in an attention's sum)."""
+    lab = HEAD_NAMES.index('label')
+    for f in frames:
+        d = f.dense.marked
+        d[:, d[lab] == 0] = IGNORE
 
 
 def tiny_lm(out: Path, template: PromptTemplate, grid: int, text_layers: int = 3,
@@ -167,6 +177,12 @@ def main() -> None:
     ap.add_argument('--frames-per-step', type=int, default=8,
                     help='distinct frames in each step (the toy needed many distinct scenes '
                          'per step to leave its plateau)')
+    ap.add_argument('--label-features', action='store_true',
+                    help="a label's patches carry its object's category, colour and ranks too "
+                         '(no marked object vanishes from the tokens)')
+    ap.add_argument('--label-only', action='store_true',
+                    help='tokens only at label patches (with --label-features: a few tokens '
+                         'per marked object, the rest blank)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -175,11 +191,14 @@ def main() -> None:
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     # with --train-cache only the validation frames come from _frames (no training frames made)
-    train, val = _frames(0 if args.train_cache else args.frames, args.out, args.grid)
+    train, val = _frames(0 if args.train_cache else args.frames, args.out, args.grid,
+                         args.label_features)
     if args.train_cache:
         train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
                  if f.queries and f.dense is not None]
     train, val = keep_relations(train, args.relations), keep_relations(val, args.relations)
+    if args.label_only:
+        label_only(train + val)
     template = PromptTemplate.load()
     loaded = tiny_lm(args.out, template, args.grid, args.text_layers, args.whole_numbers)
     model = loaded.model.train()

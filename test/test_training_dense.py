@@ -76,6 +76,33 @@ def test_dense_targets_name_the_drawn_number_and_the_object_under_each_patch():
     assert (t.marked[HEAD_NAMES.index('rank_left')][inst == 0] == IGNORE).all()
 
 
+def test_label_patches_can_carry_their_objects_features():
+    from spatial_llava_ros.marks.placement import label_rect, label_style
+    from spatial_llava_ros.scene import catalog
+
+    ms = marked_scene(100019, SETTINGS, keep=True)
+    scene, marked = ms.scene, ms.marked
+    h, w = marked.image.shape[:2]
+    style = label_style(h, w, SETTINGS.text_height_336)
+    rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w)) for m in marked.marks}
+    objects = {mark: inst for inst, mark in ms.marks_of.items()}
+    plain = dense_targets(scene, marked, 16, rects)
+    carried = dense_targets(scene, marked, 16, rects, objects)
+    label = carried.marked[HEAD_NAMES.index('label')]
+    cat = carried.marked[HEAD_NAMES.index('category')]
+    by_id = {o.instance_id: o for o in scene.objects}
+    changed = 0
+    for mark, inst in objects.items():
+        at = label == mark
+        want = list(catalog.CATEGORIES).index(by_id[inst].category) + 1
+        assert at.any() and (cat[at] == want).all()
+        changed += int((plain.marked[HEAD_NAMES.index('category')][at] != want).sum())
+    assert changed > 0  # without label_objects some label patches show another object
+    off = label == 0
+    assert (carried.marked[:, off] == plain.marked[:, off]).all()
+    assert (carried.plain == plain.plain).all()
+
+
 def test_ranks_order_objects_of_a_category():
     from spatial_llava_ros.scene.expressions import object_views
 

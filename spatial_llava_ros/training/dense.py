@@ -111,9 +111,15 @@ def patch_grid(mask: np.ndarray, grid: int) -> np.ndarray:
     return out.reshape(-1)
 
 
-def dense_targets(scene, marked, grid: int, label_rects: dict[int, tuple] | None = None
-                  ) -> DenseTargets:
-    """Per-patch class ids for the marked and the unmarked frame (see HEADS)."""
+def dense_targets(scene, marked, grid: int, label_rects: dict[int, tuple] | None = None,
+                  label_objects: dict[int, int] | None = None) -> DenseTargets:
+    """Per-patch class ids for the marked and the unmarked frame (see HEADS).
+
+    ``label_objects`` (mark id -> instance id): the patches of a mark's label then carry its
+    object's category, colour and geometry too, so every marked object, however small, has a
+    token that holds both its number and what it is (otherwise a patch shows the object under
+    most of it, and small or split objects vanish).
+    """
     inst = patch_grid(scene.frame.instance_mask.astype(np.int64), grid)
     feats = object_features(scene)
     h, w = scene.frame.instance_mask.shape[:2]
@@ -138,6 +144,14 @@ def dense_targets(scene, marked, grid: int, label_rects: dict[int, tuple] | None
                 continue
             plain[h_i, p] = f[name]
     marked_t = plain.copy()
+    for mid, inst_id in (label_objects or {}).items():
+        f = feats.get(int(inst_id))
+        at = labels == mid
+        if f is None or not at.any():
+            continue
+        for h_i, name in enumerate(HEAD_NAMES):
+            if name not in ('mark', 'label'):
+                marked_t[h_i, at] = f[name]
     marked_t[HEAD_NAMES.index('mark')] = marks
     marked_t[HEAD_NAMES.index('label')] = labels
     plain[HEAD_NAMES.index('mark')] = 0

@@ -110,12 +110,13 @@ def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
 
 
 def training_frame(seed: int, settings: SomSettings, max_expressions: int, grid: int,
-                   dense: bool, free: bool) -> MarkedScene:
+                   dense: bool, free: bool, label_features: bool = False) -> MarkedScene:
     """``marked_scene`` plus what a multi-task run trains on, without the bulky scene.
 
     ``grid`` is the model's patch grid side (dense targets are per patch); ``free`` adds the
     SUN-Spot-style free-form turns (reasons, attributes, yes/no about marks) and the
-    unmarked frame's true/false captions in the VSR wording.
+    unmarked frame's true/false captions in the VSR wording; ``label_features``: a label's
+    patches carry its object's dense targets too (``dense_targets``' ``label_objects``).
     """
     from spatial_llava_ros.marks.placement import label_rect, label_style
     from spatial_llava_ros.training.conversations import load_templates, scene_turns
@@ -130,7 +131,8 @@ def training_frame(seed: int, settings: SomSettings, max_expressions: int, grid:
         style = label_style(h, w, settings.text_height_336)
         rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w))
                  for m in marked.marks}
-        f.dense = dense_targets(scene, marked, grid, rects)
+        objects = ({m: i for i, m in f.marks_of.items()} if label_features else None)
+        f.dense = dense_targets(scene, marked, grid, rects, objects)
     if free:
         turns = scene_turns(scene, f.marks_of, load_templates(), seed=seed, max_turns=64)
         f.free = [(t.question, t.answer) for t in turns if t.kind != 'grounding']
