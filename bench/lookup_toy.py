@@ -33,11 +33,14 @@ FILLER, FINAL = NCAT + NCOL + 1, NCAT + NCOL + 2
 EXTRA = 10  # classes of each distractor feature (--extra-features)
 
 
-def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 1):
+def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 1,
+           same: int = 1):
     """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,).
     ``extra`` adds that many random per-object one-hot features (as the oracle's ranks,
     distance and column), which the query never asks about. ``per`` queries share each scene
-    (batch // per distinct scenes), as a frame's queries share its image tokens."""
+    (batch // per distinct scenes), as a frame's queries share its image tokens. ``same`` > 1
+    gives the target's category to ``same - 1`` more objects, each in another colour, so the
+    colour word is needed (the real colour queries exist only then)."""
     k = batch // per
 
     def rep(t: torch.Tensor) -> torch.Tensor:
@@ -46,6 +49,14 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 
     cat = rep(torch.randint(0, NCAT, (k, NOBJ), generator=gen))
     col = rep(torch.randint(0, NCOL, (k, NOBJ), generator=gen))
     mark = rep(torch.argsort(torch.rand(k, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1)
+    if same > 1:
+        assert per == 1, '--same-category needs --per-scene 1'
+        t = torch.randint(0, NOBJ, (batch,), generator=gen)
+        b = torch.arange(batch)
+        for j in range(same - 1):
+            other = (t + 1 + j) % NOBJ
+            cat[b, other] = cat[b, t]
+            col[b, other] = (col[b, t] + 1 + j) % NCOL
     obj = rep(torch.randint(0, NOBJ, (k, n), generator=gen))
     on = rep(torch.rand(k, n, generator=gen) >= 0.4)
     x = torch.zeros(batch, n, NCAT + NCOL + NMARK + extra * EXTRA)
@@ -55,8 +66,9 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 
                rep(torch.randint(0, EXTRA, (k, NOBJ), generator=gen))) for j in range(extra)]
     for offset, value in feats:
         x.scatter_(2, (offset + value[rows, obj])[..., None], on[..., None].float())
-    t = torch.randint(0, NOBJ, (batch,), generator=gen)
-    b = torch.arange(batch)
+    if same == 1:
+        t = torch.randint(0, NOBJ, (batch,), generator=gen)
+        b = torch.arange(batch)
     words = torch.stack([NCAT + col[b, t], cat[b, t]], 1)
     flag = on & (obj == t[:, None])  # patches of the target (for --flag-aux)
     return x, words, mark[b, t], flag
@@ -106,6 +118,14 @@ def main() -> None:
     ap.add_argument('--rope-theta', type=float, default=10000.0)
     ap.add_argument('--feature-scale', type=float, default=1.0,
                     help="scale of the image-token map's initial weights")
+    ap.add_argument('--same-category', type=int, default=1,
+                    help="objects sharing the target's category, each in its own colour "
+                         '(2-3: a conjunction, as the real colour queries)')
+    ap.add_argument('--pool', type=int, default=0,
+                    help='draw from a fixed pool of this many scenes instead of fresh ones '
+                         '(the real trainer has a few thousand frames)')
+    ap.add_argument('--permute', action='store_true',
+                    help='with --pool: every draw renumbers the marks at random')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', type=Path, default=None)
@@ -168,13 +188,33 @@ def main() -> None:
         return out, head(out.last_hidden_state[:, -1])
 
     held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed),
-                      args.extra_features)
+                      args.extra_features, same=args.same_category)
+    pool = (scenes(args.pool, args.image_tokens, gen, args.extra_features, 1,
+                   args.same_category) if args.pool else None)
+
+    def from_pool():
+        """A batch drawn from the fixed pool; with --permute each draw renumbers the marks."""
+        idx = torch.randint(0, args.pool, (args.batch,), generator=gen)
+        x, words, y, flag = (t[idx] for t in pool)
+        if args.permute:
+            b = torch.arange(args.batch)
+            p = torch.cat([torch.zeros(args.batch, 1, dtype=torch.long),
+                           torch.argsort(torch.rand(args.batch, NMARK - 1, generator=gen), -1)
+                           + 1], 1)
+            lo = NCAT + NCOL
+            part = torch.zeros_like(x[..., lo:lo + NMARK])
+            part.scatter_(2, p[:, None, :].expand(-1, x.shape[1], -1), x[..., lo:lo + NMARK])
+            x = torch.cat([x[..., :lo], part, x[..., lo + NMARK:]], -1)
+            y = p[b, y]
+        return x, words, y, flag
+
     log, t0 = [], time.time()
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100)
-        x, words, y, flag = scenes(args.batch, args.image_tokens, gen, args.extra_features,
-                                   args.per_scene)
+        x, words, y, flag = (from_pool() if pool else
+                             scenes(args.batch, args.image_tokens, gen, args.extra_features,
+                                    args.per_scene, args.same_category))
         out, logits = forward(x, words, 'at_word' if step <= args.curriculum else final_mode)
         loss = torch.nn.functional.cross_entropy(logits, y)
         if args.aux:

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 # the sibling script: bench/ is on sys.path when this file runs as a script
-from oracle_lm import keep_relations, lr_at, one_hot_tokens, per_relation, tiny_lm
+from oracle_lm import keep_relations, label_only, lr_at, one_hot_tokens, per_relation, tiny_lm
 
 from spatial_llava_ros.model.prompt import PromptTemplate
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS
@@ -62,6 +62,10 @@ def main() -> None:
     ap.add_argument('--relations', default=None, help='only these relations (comma list)')
     ap.add_argument('--whole-numbers', action='store_true',
                     help='one token per number instead of one per digit')
+    ap.add_argument('--heads', default='all', help='dense heads the tokens carry, comma list')
+    ap.add_argument('--label-only', action='store_true',
+                    help="tokens only at the marks' label patches (oracle_lm.py --label-only; "
+                         'give --frames a --label-features cache)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='flag')
@@ -74,14 +78,17 @@ def main() -> None:
                   for frames in torch.load(cache, weights_only=False))
     train = [f for f in train if f.queries and f.dense is not None]
     val = [f for f in val if f.queries and f.dense is not None]
+    if args.label_only:
+        label_only(train + val)
     template = PromptTemplate.load()
     loaded = tiny_lm(args.out, template, args.grid, whole_numbers=args.whole_numbers)
     tok = loaded.tokenizer
     lm = loaded.model.model.language_model.train()
     lm_head = loaded.model.lm_head
     n_img = args.grid ** 2
-    sel = list(range(len(HEAD_NAMES)))
-    oracle = torch.nn.Linear(sum(HEADS[n] for n in HEAD_NAMES), 128)
+    sel = [HEAD_NAMES.index(h) for h in
+           (HEAD_NAMES if args.heads == 'all' else args.heads.split(','))]
+    oracle = torch.nn.Linear(sum(HEADS[HEAD_NAMES[i]] for i in sel), 128)
     flag_head = torch.nn.Linear(128, 1)
     mark_row = HEAD_NAMES.index('mark')
 

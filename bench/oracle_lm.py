@@ -183,6 +183,9 @@ def main() -> None:
     ap.add_argument('--label-only', action='store_true',
                     help='tokens only at label patches (with --label-features: a few tokens '
                          'per marked object, the rest blank)')
+    ap.add_argument('--permute-marks', action='store_true',
+                    help='each training presentation renumbers the marks at random (1-40): '
+                         'more distinct lookups from the same frames')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -318,18 +321,30 @@ def main() -> None:
 
     short = dataclasses.replace(template, query=' which mark is {query}')
 
-    def examples(frames, rng, qpf, easy=False, tmpl=None):
+    def examples(frames, rng, qpf, easy=False, tmpl=None, permute=False):
         tmpl = tmpl or template
         out = []
         for f in frames:
             pool = (unique_category_queries(f) or f.queries) if easy else f.queries
             qs = pool if len(pool) <= qpf else rng.sample(pool, qpf)
-            ex = grounding_example(f.image, f.mark_ids, [(t, m) for t, m, _ in qs], tmpl)
-            ex.meta['marks'] = [m for _, m, _ in qs]
+            dense = f.dense.marked
+            new = {m: m for m in f.mark_ids}
+            if permute:  # the same frame under other numbers: a new lookup for the LM
+                new = dict(zip(f.mark_ids, rng.sample(range(1, HEADS['mark']),
+                                                      len(f.mark_ids))))
+                lut = np.arange(HEADS['mark'])
+                lut[list(new)] = list(new.values())
+                dense = dense.copy()
+                for row in (mark_row, HEAD_NAMES.index('label')):
+                    on = dense[row] > 0
+                    dense[row][on] = lut[dense[row][on]]
+            ex = grounding_example(f.image, list(new.values()),
+                                   [(t, new[m]) for t, m, _ in qs], tmpl)
+            ex.meta['marks'] = [new[m] for _, m, _ in qs]
             ex.meta['aux'] = [aux_targets(f, m, rel) for _, m, rel in qs]
             ex.meta['rels'] = [rel for _, _, rel in qs]
             ex.pixel_values = dummy
-            ex.dense = torch.from_numpy(f.dense.marked)
+            ex.dense = torch.from_numpy(dense)
             out.append(ex)
         return out
 
@@ -379,7 +394,8 @@ def main() -> None:
         exs = examples([train[rng.randrange(len(train))] for _ in range(args.frames_per_step)],
                        rng,
                        args.queries_per_frame, easy=step <= args.curriculum,
-                       tmpl=short if step <= args.short_query else template)
+                       tmpl=short if step <= args.short_query else template,
+                       permute=args.permute_marks)
         batch = packer.collate(exs)
         current['x'] = one_hot_tokens(batch.dense_targets, sel)
         if args.attention_weight:
