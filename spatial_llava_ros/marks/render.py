@@ -57,9 +57,18 @@ def draw_marks(rgb: np.ndarray, marks: list[Mark], style: str,
             cv2.drawContours(out, contours, -1, color, line, cv2.LINE_AA)
         elif style == 'box':
             cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, line, cv2.LINE_AA)
-    for m in marks:
-        text = str(m.mark_id)
-        rx0, ry0, rx1, ry1 = label_rect(m.anchor, text, label, (h, w))
+    return draw_numbers(out, {m.mark_id: m.anchor for m in marks}, label, copy=False)
+
+
+def draw_numbers(rgb: np.ndarray, anchors: dict[int, tuple[int, int]], label: LabelStyle,
+                 copy: bool = True) -> np.ndarray:
+    """Each number (mark id -> label anchor) drawn at its label; the trainer redraws a
+    frame's numbers shuffled with this (training/renumber.py)."""
+    out = np.ascontiguousarray(rgb.copy()) if copy else rgb
+    h, w = out.shape[:2]
+    for mark_id, anchor in anchors.items():
+        text = str(mark_id)
+        rx0, ry0, rx1, ry1 = label_rect(anchor, text, label, (h, w))
         (tw, th), base = cv2.getTextSize(text, FONT, label.scale, label.thickness)
         org = (rx0 + (rx1 - rx0 - tw) // 2, ry0 + (ry1 - ry0 + th) // 2)
         cv2.putText(out, text, org, FONT, label.scale, (0, 0, 0), label.outline, cv2.LINE_AA)

@@ -60,6 +60,9 @@ class DataConfig:
     free_per_frame: int = 0  # free-form turns (reason, attribute, yes/no) per frame and step
     vsr_frames: int = 0  # unmarked frames per step with true/false captions (VSR wording)
     vsr_per_frame: int = 6  # captions asked per unmarked frame
+    # share of training presentations that redraw the frame with its mark numbers shuffled
+    # (training/renumber.py): a new lookup from the same frame, no answer to remember
+    renumber_marks: float = 0.0
     workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 

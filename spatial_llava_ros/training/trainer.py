@@ -159,8 +159,17 @@ class FramePool:
     def __init__(self, frames: list[MarkedScene], conversations: list[Example],
                  template: PromptTemplate, queries_per_frame: int,
                  reading: dict[int, list[tuple[int, int]]] | None = None,
-                 free_per_frame: int = 0, vsr_frames: int = 0, vsr_per_frame: int = 6) -> None:
+                 free_per_frame: int = 0, vsr_frames: int = 0, vsr_per_frame: int = 6,
+                 renumber: float = 0.0, text_height_336: float = 40.0, pixels=None) -> None:
         self.frames = [f for f in frames if f.queries]
+        # renumber: share of presentations redrawn with shuffled numbers, drawn at the
+        # engine's label size; pixels: image -> pixel tensor, the resolver's preprocessing
+        self.renumber, self.text_height, self.pixels = renumber, text_height_336, pixels
+        if renumber and pixels is None:
+            raise InputError('renumbering marks needs the image preprocessing (pixels)')
+        if renumber and any(f.rgb is None or not f.anchors for f in self.frames):
+            raise InputError('data.renumber_marks needs the unmarked frames: set dense_weight '
+                             '> 0 or free_per_frame > 0')
         self.conversations = conversations
         self.template = template
         self.qpf = queries_per_frame
@@ -175,6 +184,19 @@ class FramePool:
     def __len__(self) -> int:
         return len(self.frames) + len(self.conversations)
 
+    def _renumbered(self, f: MarkedScene, rng: random.Random):
+        """(old -> new ids, pixels, marked dense targets) of ``f`` under shuffled numbers,
+        or None when this presentation keeps the engine's numbers."""
+        if not self.renumber or rng.random() >= self.renumber:
+            return None
+        from spatial_llava_ros.marks.placement import label_style
+        from spatial_llava_ros.training.renumber import renumbered_frame, shuffled_ids
+
+        new = shuffled_ids(f.mark_ids, rng)
+        label = label_style(*f.image.shape[:2], self.text_height)
+        image, dense = renumbered_frame(f.rgb, f.anchors, f.dense, new, label)
+        return new, self.pixels(image), dense
+
     def batch(self, step: int, size: int, seed: int) -> list[Example]:
         rng = random.Random(seed * 1_000_003 + step)
         out: list[Example] = []
@@ -186,6 +208,16 @@ class FramePool:
             f = self.frames[k]
             qs = f.queries if len(f.queries) <= self.qpf else rng.sample(f.queries, self.qpf)
             qs = [(t, m) for t, m, _ in qs]
+            re = self._renumbered(f, rng)
+            if re is not None:  # free-form turns name marks in prose: not renamed, left out
+                new, pixels, dense = re
+                ex = grounding_example(f.image, f.mark_ids, [(t, new[m]) for t, m in qs],
+                                       self.template)
+                ex.pixel_values = pixels
+                if dense is not None:
+                    ex.dense = torch.from_numpy(dense)
+                out.append(ex)
+                continue
             if self.free_per_frame:
                 free = f.free if len(f.free) <= self.free_per_frame else rng.sample(
                     f.free, self.free_per_frame)
@@ -219,10 +251,13 @@ class FramePool:
             if plain is not None and rng.random() < 0.5:
                 pix.append(plain)
                 tgt.append(torch.from_numpy(f.dense.plain))
+            elif (re := self._renumbered(f, rng)) is not None:
+                pix.append(re[1])
+                tgt.append(torch.from_numpy(re[2]))
             else:
                 pix.append(f.pixels)
                 tgt.append(torch.from_numpy(f.dense.marked))
-        return torch.stack(pix).float(), torch.stack(tgt)
+        return torch.stack([p.float() for p in pix]), torch.stack(tgt)
 
 
 def _shared_head(template: PromptTemplate) -> str:
@@ -518,7 +553,9 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
     pool = None
     if dataset is None:
         pool = FramePool(frames, [], template, cfg.data.queries_per_frame, reading,
-                         cfg.data.free_per_frame, cfg.data.vsr_frames, cfg.data.vsr_per_frame)
+                         cfg.data.free_per_frame, cfg.data.vsr_frames, cfg.data.vsr_per_frame,
+                         cfg.data.renumber_marks, cfg.data.text_height_336,
+                         lambda img: packer.pixels(Example(img, '')))
     unk = loaded.tokenizer.unk_token_id
     unk_queries = sum(unk in packer.encode(t) for f in frames for t, _, _ in f.queries)
 
