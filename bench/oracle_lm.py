@@ -39,6 +39,7 @@ from spatial_llava_ros.scene.catalog import CATEGORIES
 from spatial_llava_ros.scene.expressions import RELATIONS
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
 from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
+from spatial_llava_ros.training.renumber import renumber_dense, shuffled_ids
 from spatial_llava_ros.training.synthetic import SomSettings, training_frame
 from spatial_llava_ros.training.trainer import vocabulary_texts
 
@@ -184,8 +185,8 @@ def main() -> None:
                     help='tokens only at label patches (with --label-features: a few tokens '
                          'per marked object, the rest blank)')
     ap.add_argument('--permute-marks', action='store_true',
-                    help='each training presentation renumbers the marks at random (1-40): '
-                         'more distinct lookups from the same frames')
+                    help="each training presentation shuffles the frame's own mark numbers "
+                         '(training/renumber.py): more distinct lookups from the same frames')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='oracle')
@@ -330,14 +331,8 @@ def main() -> None:
             dense = f.dense.marked
             new = {m: m for m in f.mark_ids}
             if permute:  # the same frame under other numbers: a new lookup for the LM
-                new = dict(zip(f.mark_ids, rng.sample(range(1, HEADS['mark']),
-                                                      len(f.mark_ids))))
-                lut = np.arange(HEADS['mark'])
-                lut[list(new)] = list(new.values())
-                dense = dense.copy()
-                for row in (mark_row, HEAD_NAMES.index('label')):
-                    on = dense[row] > 0
-                    dense[row][on] = lut[dense[row][on]]
+                new = shuffled_ids(f.mark_ids, rng)
+                dense = renumber_dense(dense, new)
             ex = grounding_example(f.image, list(new.values()),
                                    [(t, new[m]) for t, m, _ in qs], tmpl)
             ex.meta['marks'] = [new[m] for _, m, _ in qs]

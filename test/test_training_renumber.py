@@ -79,6 +79,6 @@ def test_a_run_with_renumbered_marks_trains(tmp_path, vision_only):
                   'vision_feature_layer': -1, 'text_hidden': 32, 'text_layers': 1, 'heads': 2},
         'data': {'train_seeds': '7000:7003', 'val_seeds': '7100:7101', 'scene_width': 160,
                  'scene_height': 120, 'text_height_336': 30.0, 'queries_per_frame': 4,
-                 'renumber_marks': 1.0}})
+                 'renumber_marks': 1.0, 'label_features': vision_only}})
     result = train(cfg, progress=False)
     assert (result.final_dir / 'config.json').is_file()

@@ -63,6 +63,9 @@ class DataConfig:
     # share of training presentations that redraw the frame with its mark numbers shuffled
     # (training/renumber.py): a new lookup from the same frame, no answer to remember
     renumber_marks: float = 0.0
+    # dense targets: a mark's label patches carry its object's category, colour and ranks
+    # too, so small objects keep a token (training/dense.py, label_objects)
+    label_features: bool = False
     workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 

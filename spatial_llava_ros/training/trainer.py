@@ -299,10 +299,10 @@ def vsr_example(rgb: np.ndarray, captions: list[tuple[str, bool]],
 
 
 def _prepare_one(seed: int, settings, max_expressions: int, grid: int, dense: bool,
-                 free: bool) -> MarkedScene:
+                 free: bool, label_features: bool = False) -> MarkedScene:
     if not dense and not free:
         return marked_scene(seed, settings, max_expressions=max_expressions)
-    return training_frame(seed, settings, max_expressions, grid, dense, free)
+    return training_frame(seed, settings, max_expressions, grid, dense, free, label_features)
 
 
 def prepare_frames(seeds: list[int], cfg: TrainConfig, cache: Path | None,
@@ -315,7 +315,8 @@ def prepare_frames(seeds: list[int], cfg: TrainConfig, cache: Path | None,
     settings = settings_from_data(cfg.data)
     job = partial(_prepare_one, settings=settings, max_expressions=cfg.data.max_expressions,
                   grid=grid, dense=cfg.dense_weight > 0,
-                  free=bool(cfg.data.free_per_frame or cfg.data.vsr_frames))
+                  free=bool(cfg.data.free_per_frame or cfg.data.vsr_frames),
+                  label_features=cfg.data.label_features)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -348,7 +349,8 @@ def _cache_key(cfg: TrainConfig, grid: int) -> str:
     extras = (cfg.dense_weight > 0, bool(cfg.data.free_per_frame or cfg.data.vsr_frames))
     if extras == (False, False):
         return repr(settings_from_data(cfg.data))
-    return f'{settings_from_data(cfg.data)!r} grid={grid} dense,free={extras}'
+    key = f'{settings_from_data(cfg.data)!r} grid={grid} dense,free={extras}'
+    return key + (' label_features' if cfg.data.label_features and extras[0] else '')
 
 
 def load_json_examples(cfg: TrainConfig, template: PromptTemplate) -> list[Example]:
