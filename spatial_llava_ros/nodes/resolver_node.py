@@ -6,7 +6,8 @@ Nav2 action client and the lifecycle. What happens to a query is in the ROS-free
 (``queries.jobs.JobRunner``), answering a job (``queries.answer.JobAnswerer``), the Nav2
 exchange (``queries.nav2.send_nav_goal``) and the log lines (``queries.log_lines``).
 
-Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
+Lifecycle (``autostart``, which bringup.launch.py sets: configure then activate as soon as
+the node spins; else ``ros2 lifecycle set``):
 - configure: pick the model directory (``model_path``, or '' = the model shipped in the
   package, ``paths.model_dir(None)``; not a directory, or nothing shipped = FAILURE with the
   ModelLoadError message in the log), create publishers, subscriptions, tf listener, the
@@ -36,6 +37,7 @@ from geometry_msgs.msg import PoseStamped
 from nav2_msgs.action import NavigateToPose
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -114,8 +116,22 @@ class ResolverNode(LifecycleNode):
         self._config: PipelineConfig | None = None
         self._jobs: JobRunner | None = None  # queue + worker, made on configure
         self._answerer: JobAnswerer | None = None
+        # autostart: the node drives itself to active once it spins, instead of launch_ros'
+        # ChangeState events, whose service wait raises InvalidHandle ("cannot use
+        # Destroyable because destruction was requested") when Ctrl-C comes first. A steady
+        # clock, so that it fires under use_sim_time before any /clock.
+        self._autostart_timer = None
+        if param(self, 'autostart'):
+            self._autostart_timer = self.create_timer(
+                0.0, self._autostart, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # ---- lifecycle ------------------------------------------------------------------------
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model_path = param(self, 'model_path')

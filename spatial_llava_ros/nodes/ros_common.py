@@ -23,6 +23,7 @@ from rclpy.qos import (
 )
 
 from spatial_llava_ros.nodes.params import ParamSpec
+from spatial_llava_ros.nodes.stop_signals import catch_stop_signals, release_stop_signals
 
 _PARAM_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -88,32 +89,44 @@ def param(node: Node, name: str):
     return node.get_parameter(name).value
 
 
-def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
-    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor, exit 0 on Ctrl-C.
+def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None,
+         drain_s: float = 60.0) -> int:
+    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor; 0 after Ctrl-C/SIGTERM.
 
-    Ctrl-C can reach the process at any point: before the node exists (KeyboardInterrupt),
-    while the executor waits (KeyboardInterrupt or ExternalShutdownException), or between
-    the executor's "context ok?" check and its next wait set, which rclpy reports as
-    ``RCLError: failed to initialize wait set: the given context is not valid``. The last
-    one is a shutdown too when the context is no longer ok; any other error still raises.
+    SIGINT and SIGTERM only request the stop (``stop_signals``): rclpy's handler shuts the
+    context down, which ends ``spin()`` with ExternalShutdownException, or with ``RCLError:
+    failed to initialize wait set: the given context is not valid`` when it lands between
+    the executor's "context ok?" check and its next wait set (a shutdown too when the
+    context is no longer ok; any other error still raises). Signals sent while the launcher
+    held them blocked (Python's start-up, the imports, rclpy.init, building the node) are
+    delivered when the node starts spinning. On the way out, ``node.close()`` stops the
+    node's own work, then the executor waits up to ``drain_s`` for callbacks still running
+    (an activate that is loading the model) so that nothing runs on during interpreter exit.
     """
-    node = None
+    stopped = catch_stop_signals()
+    node = executor = None
     try:
         rclpy.init(args=args)
         node = make_node()
         executor = MultiThreadedExecutor(num_threads=num_threads)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        release_stop_signals()
+        if not stopped.is_set():  # a signal before rclpy's handler existed (no launcher)
+            executor.spin()
+    except ExternalShutdownException:
         pass
     except _rclpy.RCLError:
         if rclpy.ok():
             raise
     finally:
+        close = getattr(node, 'close', None)
+        if close is not None:
+            close()
+        if executor is not None:
+            executor.shutdown(timeout_sec=drain_s)
+        if close is not None:
+            close()  # what a callback that was still running started (the worker)
         if node is not None:
-            close = getattr(node, 'close', None)
-            if close is not None:
-                close()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
