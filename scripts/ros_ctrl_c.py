@@ -11,7 +11,8 @@ a random delay (--min-s .. --max-s) after launch started its first node process 
 lands during the nodes' imports, model loading and steady running alike), sends SIGINT to
 the whole group, which is what Ctrl-C in a terminal does. A run passes when the launch exits
 within --timeout-s, every node process "has finished cleanly" (exit 0) and nothing died,
-and the output holds no Python traceback.
+the output holds no Python traceback and no other ERROR line (launch's own, e.g. "Caught
+exception in launch").
 With --expect-error the launch must end by itself, non-zero, with exactly one ERROR line.
 Prints one line per run and a summary; exits 1 if any run failed. Logs go to --log-dir.
 """
@@ -51,6 +52,9 @@ def check_output(text: str) -> list[str]:
         problems.append(f'{name} has no exit line')
     if 'Traceback (most recent call last)' in text:
         problems.append('a Python traceback in the output')
+    for line in text.splitlines():  # launch's own errors ("Caught exception in launch")
+        if ERROR.search(line) and not DIED.search(line):
+            problems.append(f'an error line: {line.strip()[:120]}')
     return problems
 
 
@@ -111,7 +115,9 @@ def main(argv=None) -> int:
     parser.add_argument('--min-s', type=float, default=0.0,
                         help='earliest Ctrl-C, seconds after the first node started')
     parser.add_argument('--max-s', type=float, default=20.0, help='latest Ctrl-C, seconds')
-    parser.add_argument('--timeout-s', type=float, default=60.0)
+    parser.add_argument('--timeout-s', type=float, default=120.0,
+                        help='how long the launch may take to exit after Ctrl-C (the launch '
+                        'files give nodes 60 s before SIGTERM, then 30 s before SIGKILL)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--expect-error', action='store_true',
                         help='the launch must fail by itself with one ERROR line')

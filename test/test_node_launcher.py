@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ROOT / 'launcher' / 'node_launcher.c'
 
-SCRIPT = '''
+SCRIPT = """
 import signal, sys
 from spatial_llava_ros.nodes.stop_signals import (
     catch_stop_signals, release_stop_signals, stop_signals_blocked)
@@ -34,7 +34,7 @@ for _ in range(1000):  # the Python-level handler runs between bytecodes
         break
 print('stopped', stopped.is_set(), flush=True)
 sys.exit(3 if '--exit-3' in sys.argv else 0)
-'''
+"""
 
 
 def _env() -> dict[str, str]:
