@@ -30,6 +30,7 @@ and every query gets exactly one SpatialResult.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalRespons
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -121,6 +123,7 @@ class ResolverNode(LifecycleNode):
         # Destroyable because destruction was requested") when Ctrl-C comes first. A steady
         # clock, so that it fires under use_sim_time before any /clock.
         self._autostart_timer = None
+        self._transition_lock = threading.Lock()
         if param(self, 'autostart'):
             self._autostart_timer = self.create_timer(
                 0.0, self._autostart, clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -130,8 +133,12 @@ class ResolverNode(LifecycleNode):
     def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
         self._autostart_timer = None
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            self.trigger_activate()
+        try:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+        except _rclpy.RCLError:  # Ctrl-C during the transition: its transition event has nowhere
+            if self.context.ok():  # to go; main() is shutting the node down
+                raise
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model_path = param(self, 'model_path')
@@ -201,6 +208,10 @@ class ResolverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._transition_lock:  # close() waits for a model load in progress
+            return self._activate(state)
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         from transformers.utils import logging as hf_logging
 
         from spatial_llava_ros.model.resolver import Resolver
@@ -231,8 +242,9 @@ class ResolverNode(LifecycleNode):
         # JobAnswerer), instead of an internal_error for every query
         self._resolver = OomFallbackResolver(resolver)
         self._answerer.new_model()
-        self.get_logger().info(f'model loaded on {self._resolver.device} in '
-                               f'{time.monotonic() - started:.1f} s')
+        if self.context.ok():  # after Ctrl-C there is no /rosout to log to
+            self.get_logger().info(f'model loaded on {self._resolver.device} in '
+                                   f'{time.monotonic() - started:.1f} s')
         return self._start_worker(state)
 
     def _start_worker(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -254,10 +266,18 @@ class ResolverNode(LifecycleNode):
         self._destroy_entities()
         return super().on_shutdown(state)
 
-    def close(self) -> None:
-        """Called by main on exit, whatever the lifecycle state."""
-        self._stop_worker()
-        self._free_model()
+    def close(self, wait_s: float = 60.0) -> None:
+        """Called by main on exit, whatever the lifecycle state. An activate that is still
+        loading the model (Ctrl-C came during it) is waited for, up to ``wait_s``: a load
+        left running into interpreter exit fails there ("cannot schedule new futures after
+        interpreter shutdown") with an ERROR line."""
+        waited = self._transition_lock.acquire(timeout=wait_s)
+        try:
+            self._stop_worker()
+            self._free_model()
+        finally:
+            if waited:
+                self._transition_lock.release()
 
     def _stop_worker(self) -> None:
         if self._jobs is not None:

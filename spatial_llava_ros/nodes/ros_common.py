@@ -89,8 +89,7 @@ def param(node: Node, name: str):
     return node.get_parameter(name).value
 
 
-def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None,
-         drain_s: float = 60.0) -> int:
+def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
     """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor; 0 after Ctrl-C/SIGTERM.
 
     SIGINT and SIGTERM only request the stop (``stop_signals``): rclpy's handler shuts the
@@ -99,9 +98,10 @@ def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None,
     the executor's "context ok?" check and its next wait set (a shutdown too when the
     context is no longer ok; any other error still raises). Signals sent while the launcher
     held them blocked (Python's start-up, the imports, rclpy.init, building the node) are
-    delivered when the node starts spinning. On the way out, ``node.close()`` stops the
-    node's own work, then the executor waits up to ``drain_s`` for callbacks still running
-    (an activate that is loading the model) so that nothing runs on during interpreter exit.
+    delivered when the node starts spinning. On the way out ``node.close()`` (when the node
+    has one) stops the node's own work and waits for what must finish first (the resolver:
+    an activate that is loading the model): this rclpy's ``Executor.shutdown()`` does not
+    wait for callbacks in flight, and one still running at interpreter exit fails there.
     """
     stopped = catch_stop_signals()
     node = executor = None
@@ -123,9 +123,7 @@ def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None,
         if close is not None:
             close()
         if executor is not None:
-            executor.shutdown(timeout_sec=drain_s)
-        if close is not None:
-            close()  # what a callback that was still running started (the worker)
+            executor.shutdown(timeout_sec=0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
