@@ -122,3 +122,23 @@ def test_stop_signals_without_the_launcher():
     done = subprocess.run([sys.executable, '-c', code], env=_env(), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == 'ok', done.stderr
+
+
+def test_after_ignore_stop_signals_a_late_ctrl_c_does_not_kill_the_exit():
+    """The end of main(): Python's finalization resets its handlers to SIG_DFL, and a
+    node that had finished its clean-up died of launch's second SIGINT there (exit -2)."""
+    code = ('import os, signal\n'
+            'from spatial_llava_ros.nodes.stop_signals import catch_stop_signals, '
+            'ignore_stop_signals, release_stop_signals\n'
+            'stopped = catch_stop_signals()\n'
+            'release_stop_signals()\n'
+            'ignore_stop_signals()\n'
+            'assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n'
+            'assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN\n'
+            'for _ in range(20):\n'
+            '    os.kill(os.getpid(), signal.SIGINT)\n'
+            '    os.kill(os.getpid(), signal.SIGTERM)\n'
+            'assert not stopped.is_set()\n')
+    done = subprocess.run([sys.executable, '-c', code], env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -37,7 +37,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from spatial_llava_ros.errors import InputError, SpatialLlavaError
 from spatial_llava_ros.nodes.params import ParamSpec
 from spatial_llava_ros.nodes.ros_common import declare_specs, param
-from spatial_llava_ros.nodes.stop_signals import catch_stop_signals, release_stop_signals
+from spatial_llava_ros.nodes.stop_signals import (
+    catch_stop_signals,
+    ignore_stop_signals,
+    release_stop_signals,
+)
 from spatial_llava_ros.scene.playback import (
     BagPlayback,
     BagTopic,
@@ -311,6 +315,7 @@ def main(args=None) -> int:
                 rclpy.logging.get_logger(NODE_NAME + '.summary').info(node.summary())
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()
         if profile is not None:
             Path(profile).unlink(missing_ok=True)
     return code

@@ -23,7 +23,11 @@ from rclpy.qos import (
 )
 
 from spatial_llava_ros.nodes.params import ParamSpec
-from spatial_llava_ros.nodes.stop_signals import catch_stop_signals, release_stop_signals
+from spatial_llava_ros.nodes.stop_signals import (
+    catch_stop_signals,
+    ignore_stop_signals,
+    release_stop_signals,
+)
 
 _PARAM_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -127,4 +131,5 @@ def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()
     return 0

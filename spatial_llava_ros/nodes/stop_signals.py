@@ -11,7 +11,9 @@ main() then puts these handlers in place, lets rclpy.init install its own on top
 handler shuts the context down, which ends the executor's spin, and then calls the handler
 it found, this one), and unblocks the signals once the node spins: a pending Ctrl-C is then
 delivered, and is a normal shutdown. A second Ctrl-C during the clean-up only sets the flag
-again.
+again, and once rclpy is shut down they are ignored: Python's own finalization puts SIGINT
+back to SIG_DFL (but leaves SIG_IGN alone), and launch's second SIGINT arriving then killed a
+node that had already finished its clean-up (exit -2).
 """
 
 from __future__ import annotations
@@ -50,3 +52,11 @@ def release_stop_signals() -> None:
 def stop_signals_blocked() -> bool:
     """True while SIGINT is blocked in this thread (started by the node launcher)."""
     return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def ignore_stop_signals() -> None:
+    """SIGINT and SIGTERM ignored from now on: call it last in main(), after rclpy is shut
+    down (its shutdown puts back the handlers it found), so that the interpreter's exit, which
+    resets Python's handlers to SIG_DFL, cannot be killed by a late Ctrl-C."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
