@@ -212,6 +212,8 @@ class ResolverNode(LifecycleNode):
             return self._activate(state)
 
     def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if not self.context.ok():  # Ctrl-C came first: do not start a load nobody waits for
+            return TransitionCallbackReturn.FAILURE
         from transformers.utils import logging as hf_logging
 
         from spatial_llava_ros.model.resolver import Resolver
@@ -266,11 +268,11 @@ class ResolverNode(LifecycleNode):
         self._destroy_entities()
         return super().on_shutdown(state)
 
-    def close(self, wait_s: float = 60.0) -> None:
+    def close(self, wait_s: float = 5.0) -> bool:
         """Called by main on exit, whatever the lifecycle state. An activate that is still
-        loading the model (Ctrl-C came during it) is waited for, up to ``wait_s``: a load
-        left running into interpreter exit fails there ("cannot schedule new futures after
-        interpreter shutdown") with an ERROR line."""
+        loading the model (Ctrl-C came during it) is waited for up to ``wait_s``; False when
+        it is still loading then (main then leaves without waiting for it, see
+        ``ros_common.spin``)."""
         waited = self._transition_lock.acquire(timeout=wait_s)
         try:
             self._stop_worker()
@@ -278,6 +280,7 @@ class ResolverNode(LifecycleNode):
         finally:
             if waited:
                 self._transition_lock.release()
+        return waited
 
     def _stop_worker(self) -> None:
         if self._jobs is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 
 import rclpy
@@ -103,9 +105,13 @@ def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
     context is no longer ok; any other error still raises). Signals sent while the launcher
     held them blocked (Python's start-up, the imports, rclpy.init, building the node) are
     delivered when the node starts spinning. On the way out ``node.close()`` (when the node
-    has one) stops the node's own work and waits for what must finish first (the resolver:
-    an activate that is loading the model): this rclpy's ``Executor.shutdown()`` does not
-    wait for callbacks in flight, and one still running at interpreter exit fails there.
+    has one) stops the node's own work; it returns False when a callback of the node is
+    still running and would not end soon (the resolver: an activate loading the model on a
+    busy machine). Then, once rclpy is shut down, the process leaves with ``os._exit(0)``:
+    the interpreter's normal exit would wait for that executor thread, and the load, still
+    running during interpreter shutdown, fails there with an ERROR line ("cannot schedule
+    new futures after interpreter shutdown"). (This rclpy's ``Executor.shutdown()`` does not
+    wait for callbacks in flight.)
     """
     stopped = catch_stop_signals()
     node = executor = None
@@ -124,12 +130,15 @@ def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
             raise
     finally:
         close = getattr(node, 'close', None)
-        if close is not None:
-            close()
+        busy = close is not None and close() is False
         if executor is not None:
             executor.shutdown(timeout_sec=0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
         ignore_stop_signals()
+    if busy:  # see the docstring: nothing is left to save, and a normal exit would hang
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
