@@ -4,9 +4,11 @@
         color_topic:=/camera/color/image_raw depth_topic:=/camera/depth/image_raw \\
         camera_info_topic:=/camera/color/camera_info navigate:=true
 
-The resolver is a lifecycle node: this file emits `configure` when it starts and
-`activate` once it reaches `inactive` after configuring. model_path '' (the default) loads
-the model shipped in the package; a model_path that is not a directory, or '' when no model
+The resolver is a lifecycle node started with `autostart: true`: it configures, then
+activates, itself as soon as it spins. (Not launch_ros ChangeState events: their service
+wait in the launch process raises "cannot use Destroyable because destruction was
+requested" when Ctrl-C comes while the node still starts up.) model_path '' (the default)
+loads the model shipped in the package; a model_path that is not a directory, or '' when no model
 is shipped, fails the configure transition (the node logs why and stays `unconfigured`; the
 rest keeps running).
 Launch arguments that are left empty do not override params_file.
@@ -15,15 +17,17 @@ Launch arguments that are left empty do not override params_file.
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
-from lifecycle_msgs.msg import Transition
 
 PACKAGE = 'spatial_llava_ros'
+# On shutdown launch sends SIGINT, SIGTERM sigterm_timeout s later, SIGKILL sigkill_timeout s
+# after that. The nodes take SIGINT and SIGTERM alike as "stop" (nodes/stop_signals.py), but a
+# node stopped during its start-up first finishes its imports (torch: tens of seconds on a
+# loaded machine) and one that is loading the model finishes loading; 5 + 5 s (the
+# defaults) would SIGKILL them on a busy machine.
+STOP_TIMEOUTS = {'sigterm_timeout': '60', 'sigkill_timeout': '30'}
 
 ARGUMENTS = (
     ('namespace', '', 'namespace of all nodes (topics stay relative to it)'),
@@ -80,31 +84,21 @@ def _setup(context):
         remaps.append(('detections', arg('detections_topic')))
     marker = Node(package=PACKAGE, executable='marker_node', name='marker_node',
                   namespace=namespace, output='screen', arguments=log_args,
-                  parameters=[params_file, marker_overrides], remappings=remaps)
+                  parameters=[params_file, marker_overrides], remappings=remaps,
+                  **STOP_TIMEOUTS)
 
-    resolver_overrides = dict(common, navigate=_flag(context, 'navigate'))
+    resolver_overrides = dict(common, navigate=_flag(context, 'navigate'), autostart=True)
     for name in ('model_path', 'device', 'base_frame', 'target_frame'):
         if arg(name):
             resolver_overrides[name] = arg(name)
     resolver = LifecycleNode(package=PACKAGE, executable='resolver_node', name='resolver_node',
                              namespace=namespace, output='screen', arguments=log_args,
-                             parameters=[params_file, resolver_overrides])
-
-    configure = EmitEvent(event=ChangeState(
-        lifecycle_node_matcher=matches_action(resolver),
-        transition_id=Transition.TRANSITION_CONFIGURE))
-    # only after *configuring* (not after a later deactivate) -> activate
-    activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=resolver, start_state='configuring', goal_state='inactive',
-        entities=[EmitEvent(event=ChangeState(
-            lifecycle_node_matcher=matches_action(resolver),
-            transition_id=Transition.TRANSITION_ACTIVATE))]))
-
-    actions = [marker, resolver, activate, configure]
+                             parameters=[params_file, resolver_overrides], **STOP_TIMEOUTS)
+    actions = [marker, resolver]
     if _flag(context, 'use_speech'):
         actions.append(Node(package=PACKAGE, executable='speech_node', name='speech_node',
                             namespace=namespace, output='screen', arguments=log_args,
-                            parameters=[params_file, common]))
+                            parameters=[params_file, common], **STOP_TIMEOUTS))
     return actions
 
 

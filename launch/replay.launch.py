@@ -108,7 +108,9 @@ def _builtin(context, bag: str, topics: list[str]):
                       'start_offset': _seconds(context, 'start_offset'),
                       'clock': True,
                       'topics': ' '.join(topics),
-                  }])
+                  }],
+                  # as bringup's nodes: Ctrl-C during its start-up waits for its imports
+                  sigterm_timeout='60', sigkill_timeout='30')
 
     return [player, _shutdown_when_it_fails(player, 'bag_player')]
 

@@ -11,9 +11,11 @@ a random delay (--min-s .. --max-s) after launch started its first node process 
 lands during the nodes' imports, model loading and steady running alike), sends SIGINT to
 the whole group, which is what Ctrl-C in a terminal does. A run passes when the launch exits
 within --timeout-s, every node process "has finished cleanly" (exit 0) and nothing died,
-and the output holds no Python traceback.
+the output holds no Python traceback and no other ERROR line (launch's own, e.g. "Caught
+exception in launch").
 With --expect-error the launch must end by itself, non-zero, with exactly one ERROR line.
-Prints one line per run and a summary; exits 1 if any run failed. Logs go to --log-dir.
+Prints one line per run (with where the Ctrl-C landed: `start-up` = no node output yet,
+`running`, or `model loaded`) and a summary; exits 1 if any run failed. Logs go to --log-dir.
 """
 
 from __future__ import annotations
@@ -51,7 +53,26 @@ def check_output(text: str) -> list[str]:
         problems.append(f'{name} has no exit line')
     if 'Traceback (most recent call last)' in text:
         problems.append('a Python traceback in the output')
+    for line in text.splitlines():  # launch's own errors ("Caught exception in launch")
+        if ERROR.search(line) and not DIED.search(line):
+            problems.append(f'an error line: {line.strip()[:120]}')
     return problems
+
+
+INTERRUPTED = '[WARNING] [launch]: user interrupted with ctrl-c'
+NODE_LINE = re.compile(r'^\[[\w.-]+-\d+\] ')
+
+
+def phase_of(text: str) -> str:
+    """Where the Ctrl-C landed, from what the nodes had printed before it: 'start-up' (no
+    node output yet: Python's start-up, imports, node construction), 'model loaded' (the
+    resolver said so: steady running), else 'running' (some node output, model not loaded)."""
+    before = text.split(INTERRUPTED, 1)[0]
+    if 'model loaded on' in before:
+        return 'model loaded'
+    if any(NODE_LINE.match(line) for line in before.splitlines()):
+        return 'running'
+    return 'start-up'
 
 
 def _wait_started(proc, log: Path, timeout: float) -> bool:
@@ -111,12 +132,22 @@ def main(argv=None) -> int:
     parser.add_argument('--min-s', type=float, default=0.0,
                         help='earliest Ctrl-C, seconds after the first node started')
     parser.add_argument('--max-s', type=float, default=20.0, help='latest Ctrl-C, seconds')
-    parser.add_argument('--timeout-s', type=float, default=60.0)
+    parser.add_argument('--timeout-s', type=float, default=120.0,
+                        help='how long the launch may take to exit after Ctrl-C (the launch '
+                        'files give nodes 60 s before SIGTERM, then 30 s before SIGKILL)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--expect-error', action='store_true',
                         help='the launch must fail by itself with one ERROR line')
     parser.add_argument('--log-dir', type=Path, default=Path('ctrl_c_logs'))
+    parser.add_argument('--phases', action='store_true',
+                        help='only print where Ctrl-C landed in the logs already in --log-dir')
     args = parser.parse_args(argv)
+    if args.phases:
+        phases = [phase_of(log.read_text(errors='replace'))
+                  for log in sorted(args.log_dir.glob('run_*.log'))]
+        print(', '.join(f'{phases.count(p)} {p}' for p in ('start-up', 'running',
+                                                          'model loaded')))
+        return 0
     args.log_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     failed = 0
@@ -130,7 +161,7 @@ def main(argv=None) -> int:
         else:
             delay = rng.uniform(args.min_s, args.max_s)
             problems = run_once(args.launch_args, log, delay, args.timeout_s)
-            when = f' Ctrl-C at {delay:4.1f} s,'
+            when = f' Ctrl-C at {delay:4.1f} s ({phase_of(log.read_text(errors="replace"))}),'
         took = time.monotonic() - started
         failed += bool(problems)
         print(f'run {i + 1:2d}/{runs}:{when} {took:5.1f} s: '

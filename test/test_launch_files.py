@@ -67,10 +67,28 @@ def test_launched_executables_are_installed_by_cmake():
 
 
 def test_bringup_drives_the_lifecycle_node_to_active():
+    """The resolver drives itself to active (autostart, test_nodes_lifecycle.py); the file
+    emits no ChangeState, whose service wait in the launch process raises InvalidHandle
+    when Ctrl-C comes while the node still starts up."""
     text = BRINGUP.read_text(encoding='utf-8')
-    assert 'TRANSITION_CONFIGURE' in text and 'TRANSITION_ACTIVATE' in text
-    assert "start_state='configuring'" in text and "goal_state='inactive'" in text
+    assert 'LifecycleNode(' in text and 'autostart=True' in text
+    assert 'ChangeState(' not in text and 'EmitEvent' not in text
     assert 'eval(' not in text
+
+
+def test_launched_nodes_get_time_to_stop():
+    """launch's 5 + 5 s SIGTERM/SIGKILL defaults would kill a node that Ctrl-C stopped while
+    it still imports torch on a busy machine; every launched node gets STOP_TIMEOUTS."""
+    for path in (BRINGUP, ROOT / 'launch' / 'replay.launch.py'):
+        tree = ast.parse(path.read_text(encoding='utf-8'))
+        for call in ast.walk(tree):
+            if isinstance(call, ast.Call) and getattr(call.func, 'id', '') in (
+                    'Node', 'LifecycleNode'):
+                names = {k.arg for k in call.keywords}
+                spread = [k for k in call.keywords if k.arg is None]
+                assert ({'sigterm_timeout', 'sigkill_timeout'} <= names
+                        or [ast.unparse(k.value) for k in spread] == ['STOP_TIMEOUTS']), \
+                    f'{path.name}:{call.lineno}'
 
 
 def test_replay_plays_the_synthetic_bag_topics():

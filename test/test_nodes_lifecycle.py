@@ -136,3 +136,50 @@ def test_full_lifecycle_cycle_answers_a_query_and_frees_the_model(ros, tiny_mode
         node.close()
         node.destroy_node()
         client.destroy_node()
+
+
+def _spin_until(context, node, done, timeout: float = 120.0) -> None:
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end and not done():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize('use_sim_time', [False, True])
+def test_autostart_drives_the_node_to_active_once_it_spins(ros, tiny_model, use_sim_time):
+    """bringup.launch.py's autostart: configure then activate from the node itself, also
+    under use_sim_time with no /clock (the steady-clock timer still fires)."""
+    node = _node(ros, model_path=str(tiny_model), autostart=True, use_sim_time=use_sim_time)
+    try:
+        assert node._state_machine.current_state[1] == 'unconfigured'  # not before it spins
+        _spin_until(ros, node, lambda: node._state_machine.current_state[1] == 'active')
+        assert node._state_machine.current_state[1] == 'active'
+        assert node._resolver is not None
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_autostart_stops_at_a_failed_configure(ros):
+    node = _node(ros, model_path='/nonexistent/spatial-llava', autostart=True)
+    try:
+        _spin_until(ros, node, lambda: node._autostart_timer is None, timeout=30.0)
+        assert node._autostart_timer is None  # it ran, once
+        assert node._state_machine.current_state[1] == 'unconfigured'
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_without_autostart_the_node_waits_for_configure(ros, tiny_model):
+    node = _node(ros, model_path=str(tiny_model))
+    try:
+        _spin_until(ros, node, lambda: False, timeout=0.5)
+        assert node._state_machine.current_state[1] == 'unconfigured'
+    finally:
+        node.close()
+        node.destroy_node()

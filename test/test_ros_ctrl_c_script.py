@@ -36,3 +36,25 @@ def test_a_died_node_and_a_traceback_fail():
 def test_a_node_without_an_exit_line_fails():
     text = STARTED + '[INFO] [marker_node-1]: process has finished cleanly [pid 101]\n'
     assert ros_ctrl_c.check_output(text) == ['resolver_node-2 has no exit line']
+
+
+def test_an_error_line_from_launch_itself_fails():
+    """launch_ros' lifecycle service wait, destroyed under it by Ctrl-C (issue 18)."""
+    text = STARTED + INTERRUPTED + (
+        '[ERROR] [launch]: Caught exception in launch (see debug for traceback): cannot use '
+        'Destroyable because destruction was requested\n'
+        '[INFO] [marker_node-1]: process has finished cleanly [pid 101]\n'
+        '[INFO] [resolver_node-2]: process has finished cleanly [pid 102]\n')
+    assert ros_ctrl_c.check_output(text) == [
+        'an error line: [ERROR] [launch]: Caught exception in launch (see debug for traceback):'
+        ' cannot use Destroyable because destruction was r']
+
+
+def test_where_the_ctrl_c_landed():
+    assert ros_ctrl_c.phase_of(STARTED + INTERRUPTED) == 'start-up'
+    early = STARTED + '[marker_node-1] [INFO] [1.0] [marker_node]: marking\n' + INTERRUPTED
+    assert ros_ctrl_c.phase_of(early) == 'running'
+    loaded = (STARTED + '[resolver_node-2] [INFO] [1.0] [resolver_node]: model loaded on cpu '
+              'in 2.0 s\n' + INTERRUPTED + '[resolver_node-2] [INFO] later\n')
+    assert ros_ctrl_c.phase_of(loaded) == 'model loaded'
+    assert ros_ctrl_c.phase_of(STARTED + INTERRUPTED + 'model loaded on cpu') == 'start-up'

@@ -30,12 +30,18 @@ from pathlib import Path
 import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from spatial_llava_ros.errors import InputError, SpatialLlavaError
 from spatial_llava_ros.nodes.params import ParamSpec
 from spatial_llava_ros.nodes.ros_common import declare_specs, param
+from spatial_llava_ros.nodes.stop_signals import (
+    catch_stop_signals,
+    ignore_stop_signals,
+    release_stop_signals,
+)
 from spatial_llava_ros.scene.playback import (
     BagPlayback,
     BagTopic,
@@ -277,6 +283,7 @@ def main(args=None) -> int:
     """Play until the bag ends (loop false) or Ctrl-C; 1 (one error line) if it cannot."""
     import sys
 
+    stopped = catch_stop_signals()  # Ctrl-C / SIGTERM = stop, see ros_common.spin
     profile, note = shm_profile_for(list(sys.argv if args is None else args))
     node = None
     code = 0
@@ -287,13 +294,17 @@ def main(args=None) -> int:
         node.start()
         executor = SingleThreadedExecutor()  # parameter services only; playing is threaded
         executor.add_node(node)
-        while rclpy.ok() and not node.done.is_set():
+        release_stop_signals()
+        while rclpy.ok() and not stopped.is_set() and not node.done.is_set():
             executor.spin_once(timeout_sec=0.1)
         if node.error:
             node.get_logger().error(f'playback failed: {node.error}')
             code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
+    except _rclpy.RCLError:  # the wait set of a context that Ctrl-C just shut down
+        if rclpy.ok():
+            raise
     except (SpatialLlavaError, ValueError, ParameterException) as exc:
         rclpy.logging.get_logger(NODE_NAME).error(f'cannot play: {exc}')
         code = 1
@@ -304,6 +315,7 @@ def main(args=None) -> int:
                 rclpy.logging.get_logger(NODE_NAME + '.summary').info(node.summary())
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()
         if profile is not None:
             Path(profile).unlink(missing_ok=True)
     return code

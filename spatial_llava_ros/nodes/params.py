@@ -131,6 +131,9 @@ RESOLVER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('query_queue_size', 4, 'queries waiting for the model; when full the oldest is '
               'dropped and answered queue_full', 1, 1000, read_only=True),
     ParamSpec('frames_kept', 5, 'marked frames kept for the resolver', 1, 100, read_only=True),
+    ParamSpec('autostart', False, 'configure, then activate, as soon as the node spins '
+              '(bringup.launch.py sets it); false = wait for ros2 lifecycle set',
+              read_only=True),
     ParamSpec('backend', 'local', 'local: load model_path in this process | remote: ask the '
               'OpenAI-compatible server at server_url (vLLM, SGLang, Ollama, transformers '
               'serve)', choices=RESOLVER_BACKENDS, read_only=True),

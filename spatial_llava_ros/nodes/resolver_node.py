@@ -6,7 +6,8 @@ Nav2 action client and the lifecycle. What happens to a query is in the ROS-free
 (``queries.jobs.JobRunner``), answering a job (``queries.answer.JobAnswerer``), the Nav2
 exchange (``queries.nav2.send_nav_goal``) and the log lines (``queries.log_lines``).
 
-Lifecycle (managed by bringup.launch.py, or ``ros2 lifecycle set``):
+Lifecycle (``autostart``, which bringup.launch.py sets: configure then activate as soon as
+the node spins; else ``ros2 lifecycle set``):
 - configure: pick the model directory (``model_path``, or '' = the model shipped in the
   package, ``paths.model_dir(None)``; not a directory, or nothing shipped = FAILURE with the
   ModelLoadError message in the log), create publishers, subscriptions, tf listener, the
@@ -29,6 +30,7 @@ and every query gets exactly one SpatialResult.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 from pathlib import Path
 
@@ -36,7 +38,9 @@ from geometry_msgs.msg import PoseStamped
 from nav2_msgs.action import NavigateToPose
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -114,8 +118,27 @@ class ResolverNode(LifecycleNode):
         self._config: PipelineConfig | None = None
         self._jobs: JobRunner | None = None  # queue + worker, made on configure
         self._answerer: JobAnswerer | None = None
+        # autostart: the node drives itself to active once it spins, instead of launch_ros'
+        # ChangeState events, whose service wait raises InvalidHandle ("cannot use
+        # Destroyable because destruction was requested") when Ctrl-C comes first. A steady
+        # clock, so that it fires under use_sim_time before any /clock.
+        self._autostart_timer = None
+        self._transition_lock = threading.Lock()
+        if param(self, 'autostart'):
+            self._autostart_timer = self.create_timer(
+                0.0, self._autostart, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # ---- lifecycle ------------------------------------------------------------------------
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        self._autostart_timer = None
+        try:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+        except _rclpy.RCLError:  # Ctrl-C during the transition: its transition event has nowhere
+            if self.context.ok():  # to go; main() is shutting the node down
+                raise
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         model_path = param(self, 'model_path')
@@ -185,6 +208,12 @@ class ResolverNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._transition_lock:  # close() waits for a model load in progress
+            return self._activate(state)
+
+    def _activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if not self.context.ok():  # Ctrl-C came first: do not start a load nobody waits for
+            return TransitionCallbackReturn.FAILURE
         from transformers.utils import logging as hf_logging
 
         from spatial_llava_ros.model.resolver import Resolver
@@ -215,8 +244,9 @@ class ResolverNode(LifecycleNode):
         # JobAnswerer), instead of an internal_error for every query
         self._resolver = OomFallbackResolver(resolver)
         self._answerer.new_model()
-        self.get_logger().info(f'model loaded on {self._resolver.device} in '
-                               f'{time.monotonic() - started:.1f} s')
+        if self.context.ok():  # after Ctrl-C there is no /rosout to log to
+            self.get_logger().info(f'model loaded on {self._resolver.device} in '
+                                   f'{time.monotonic() - started:.1f} s')
         return self._start_worker(state)
 
     def _start_worker(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -238,10 +268,19 @@ class ResolverNode(LifecycleNode):
         self._destroy_entities()
         return super().on_shutdown(state)
 
-    def close(self) -> None:
-        """Called by main on exit, whatever the lifecycle state."""
-        self._stop_worker()
-        self._free_model()
+    def close(self, wait_s: float = 5.0) -> bool:
+        """Called by main on exit, whatever the lifecycle state. An activate that is still
+        loading the model (Ctrl-C came during it) is waited for up to ``wait_s``; False when
+        it is still loading then (main then leaves without waiting for it, see
+        ``ros_common.spin``)."""
+        waited = self._transition_lock.acquire(timeout=wait_s)
+        try:
+            self._stop_worker()
+            self._free_model()
+        finally:
+            if waited:
+                self._transition_lock.release()
+        return waited
 
     def _stop_worker(self) -> None:
         if self._jobs is not None:

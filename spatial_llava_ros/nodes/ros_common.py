@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 
 import rclpy
@@ -23,6 +25,11 @@ from rclpy.qos import (
 )
 
 from spatial_llava_ros.nodes.params import ParamSpec
+from spatial_llava_ros.nodes.stop_signals import (
+    catch_stop_signals,
+    ignore_stop_signals,
+    release_stop_signals,
+)
 
 _PARAM_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -89,31 +96,49 @@ def param(node: Node, name: str):
 
 
 def spin(make_node: Callable[[], Node], num_threads: int = 4, args=None) -> int:
-    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor, exit 0 on Ctrl-C.
+    """rclpy.init, spin ``make_node()`` on a MultiThreadedExecutor; 0 after Ctrl-C/SIGTERM.
 
-    Ctrl-C can reach the process at any point: before the node exists (KeyboardInterrupt),
-    while the executor waits (KeyboardInterrupt or ExternalShutdownException), or between
-    the executor's "context ok?" check and its next wait set, which rclpy reports as
-    ``RCLError: failed to initialize wait set: the given context is not valid``. The last
-    one is a shutdown too when the context is no longer ok; any other error still raises.
+    SIGINT and SIGTERM only request the stop (``stop_signals``): rclpy's handler shuts the
+    context down, which ends ``spin()`` with ExternalShutdownException, or with ``RCLError:
+    failed to initialize wait set: the given context is not valid`` when it lands between
+    the executor's "context ok?" check and its next wait set (a shutdown too when the
+    context is no longer ok; any other error still raises). Signals sent while the launcher
+    held them blocked (Python's start-up, the imports, rclpy.init, building the node) are
+    delivered when the node starts spinning. On the way out ``node.close()`` (when the node
+    has one) stops the node's own work; it returns False when a callback of the node is
+    still running and would not end soon (the resolver: an activate loading the model on a
+    busy machine). Then, once rclpy is shut down, the process leaves with ``os._exit(0)``:
+    the interpreter's normal exit would wait for that executor thread, and the load, still
+    running during interpreter shutdown, fails there with an ERROR line ("cannot schedule
+    new futures after interpreter shutdown"). (This rclpy's ``Executor.shutdown()`` does not
+    wait for callbacks in flight.)
     """
-    node = None
+    stopped = catch_stop_signals()
+    node = executor = None
     try:
         rclpy.init(args=args)
         node = make_node()
         executor = MultiThreadedExecutor(num_threads=num_threads)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        release_stop_signals()
+        if not stopped.is_set():  # a signal before rclpy's handler existed (no launcher)
+            executor.spin()
+    except ExternalShutdownException:
         pass
     except _rclpy.RCLError:
         if rclpy.ok():
             raise
     finally:
+        close = getattr(node, 'close', None)
+        busy = close is not None and close() is False
+        if executor is not None:
+            executor.shutdown(timeout_sec=0)
         if node is not None:
-            close = getattr(node, 'close', None)
-            if close is not None:
-                close()
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()
+    if busy:  # see the docstring: nothing is left to save, and a normal exit would hang
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
