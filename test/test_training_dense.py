@@ -46,15 +46,24 @@ def test_patch_grid_follows_the_padded_square():
     assert grid[0].tolist() == [0, 0, 0, 0] and grid[3].tolist() == [0, 0, 0, 0]  # padding
 
 
-def test_dense_targets_name_the_drawn_number_and_the_object_under_each_patch():
+def _labelled_scene():
+    """Scene 100019 marked by the engine, with each mark's label rectangle."""
     from spatial_llava_ros.marks.placement import label_rect, label_style
-    from spatial_llava_ros.scene import catalog
 
     ms = marked_scene(100019, SETTINGS, keep=True)
+    h, w = ms.marked.image.shape[:2]
+    style = label_style(h, w, SETTINGS.text_height_336)
+    rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w))
+             for m in ms.marked.marks}
+    return ms, rects
+
+
+def test_dense_targets_name_the_drawn_number_and_the_object_under_each_patch():
+    from spatial_llava_ros.scene import catalog
+
+    ms, rects = _labelled_scene()
     scene, marked = ms.scene, ms.marked
     h, w = marked.image.shape[:2]
-    style = label_style(h, w, SETTINGS.text_height_336)
-    rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w)) for m in marked.marks}
     grid = 16
     t = dense_targets(scene, marked, grid, rects)
     assert t.marked.shape == (len(HEADS), grid * grid)
@@ -77,14 +86,10 @@ def test_dense_targets_name_the_drawn_number_and_the_object_under_each_patch():
 
 
 def test_label_patches_can_carry_their_objects_features():
-    from spatial_llava_ros.marks.placement import label_rect, label_style
     from spatial_llava_ros.scene import catalog
 
-    ms = marked_scene(100019, SETTINGS, keep=True)
+    ms, rects = _labelled_scene()
     scene, marked = ms.scene, ms.marked
-    h, w = marked.image.shape[:2]
-    style = label_style(h, w, SETTINGS.text_height_336)
-    rects = {m.mark_id: label_rect(m.anchor, str(m.mark_id), style, (h, w)) for m in marked.marks}
     objects = {mark: inst for inst, mark in ms.marks_of.items()}
     plain = dense_targets(scene, marked, 16, rects)
     carried = dense_targets(scene, marked, 16, rects, objects)
