@@ -51,7 +51,7 @@ def test_frame_pool_answers_follow_the_redrawn_numbers(frame):
     pool = FramePool([frame], [], template, 4, renumber=1.0,
                      pixels=lambda img: seen.append(img) or img)
     ex = pool.batch(0, 1, seed=0)[0]
-    assert len(seen) == 1 and ex.pixel_values is seen[0]
+    assert len(seen) == 1 and ex.pixel_values is seen[0] and ex.image is seen[0]
     label = ex.dense[HEAD_NAMES.index('label')].numpy()
     for branch in ex.branches:  # the answer's number is drawn where the target's label was
         query, answer = branch[0].text, int(branch[1].text)

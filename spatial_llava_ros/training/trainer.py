@@ -185,8 +185,8 @@ class FramePool:
         return len(self.frames) + len(self.conversations)
 
     def _renumbered(self, f: MarkedScene, rng: random.Random):
-        """(old -> new ids, pixels, marked dense targets) of ``f`` under shuffled numbers,
-        or None when this presentation keeps the engine's numbers."""
+        """(old -> new ids, image, pixels, marked dense targets) of ``f`` under shuffled
+        numbers, or None when this presentation keeps the engine's numbers."""
         if not self.renumber or rng.random() >= self.renumber:
             return None
         from spatial_llava_ros.marks.placement import label_style
@@ -195,7 +195,7 @@ class FramePool:
         new = shuffled_ids(f.mark_ids, rng)
         label = label_style(*f.image.shape[:2], self.text_height)
         image, dense = renumbered_frame(f.rgb, f.anchors, f.dense, new, label)
-        return new, self.pixels(image), dense
+        return new, image, self.pixels(image), dense
 
     def batch(self, step: int, size: int, seed: int) -> list[Example]:
         rng = random.Random(seed * 1_000_003 + step)
@@ -210,24 +210,22 @@ class FramePool:
             qs = [(t, m) for t, m, _ in qs]
             re = self._renumbered(f, rng)
             if re is not None:  # free-form turns name marks in prose: not renamed, left out
-                new, pixels, dense = re
-                ex = grounding_example(f.image, f.mark_ids, [(t, new[m]) for t, m in qs],
+                new, image, pixels, dense = re
+                ex = grounding_example(image, f.mark_ids, [(t, new[m]) for t, m in qs],
                                        self.template)
-                ex.pixel_values = pixels
-                if dense is not None:
-                    ex.dense = torch.from_numpy(dense)
-                out.append(ex)
-                continue
-            if self.free_per_frame:
-                free = f.free if len(f.free) <= self.free_per_frame else rng.sample(
-                    f.free, self.free_per_frame)
-                ex = multitask_example(f.image, f.mark_ids, qs, free, self.template)
             else:
-                ex = grounding_example(f.image, f.mark_ids, qs, self.template)
-            ex.pixel_values = getattr(f, 'pixels', None)
-            ex.reading = self.reading.get(k, [])
-            if f.dense is not None:
-                ex.dense = torch.from_numpy(f.dense.marked)
+                pixels = getattr(f, 'pixels', None)
+                dense = f.dense.marked if f.dense is not None else None
+                if self.free_per_frame:
+                    free = f.free if len(f.free) <= self.free_per_frame else rng.sample(
+                        f.free, self.free_per_frame)
+                    ex = multitask_example(f.image, f.mark_ids, qs, free, self.template)
+                else:
+                    ex = grounding_example(f.image, f.mark_ids, qs, self.template)
+                ex.reading = self.reading.get(k, [])
+            ex.pixel_values = pixels
+            if dense is not None:
+                ex.dense = torch.from_numpy(dense)
             out.append(ex)
         for _ in range(self.vsr_frames if self.vsr_pool else 0):
             f = self.frames[rng.choice(self.vsr_pool)]
@@ -252,8 +250,9 @@ class FramePool:
                 pix.append(plain)
                 tgt.append(torch.from_numpy(f.dense.plain))
             elif (re := self._renumbered(f, rng)) is not None:
-                pix.append(re[1])
-                tgt.append(torch.from_numpy(re[2]))
+                _, _, pixels, dense = re
+                pix.append(pixels)
+                tgt.append(torch.from_numpy(dense))
             else:
                 pix.append(f.pixels)
                 tgt.append(torch.from_numpy(f.dense.marked))
