@@ -34,13 +34,15 @@ EXTRA = 10  # classes of each distractor feature (--extra-features)
 
 
 def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 1,
-           same: int = 1):
+           same: int = 1, marked: int = NOBJ):
     """Image features (B, N, C), query colour/category word ids (B, 2), target mark (B,).
     ``extra`` adds that many random per-object one-hot features (as the oracle's ranks,
     distance and column), which the query never asks about. ``per`` queries share each scene
     (batch // per distinct scenes), as a frame's queries share its image tokens. ``same`` > 1
     gives the target's category to ``same - 1`` more objects, each in another colour, so the
-    colour word is needed (the real colour queries exist only then)."""
+    colour word is needed (the real colour queries exist only then). Only the first ``marked``
+    objects carry a mark (the others show their category and colour with mark class 0, as
+    an unmarked object in a frame) and only they are targets."""
     k = batch // per
 
     def rep(t: torch.Tensor) -> torch.Tensor:
@@ -49,12 +51,13 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 
     cat = rep(torch.randint(0, NCAT, (k, NOBJ), generator=gen))
     col = rep(torch.randint(0, NCOL, (k, NOBJ), generator=gen))
     mark = rep(torch.argsort(torch.rand(k, NMARK - 1, generator=gen), -1)[:, :NOBJ] + 1)
+    mark[:, marked:] = 0
     if same > 1:
         assert per == 1, '--same-category needs --per-scene 1'
-        t = torch.randint(0, NOBJ, (batch,), generator=gen)
+        t = torch.randint(0, marked, (batch,), generator=gen)
         b = torch.arange(batch)
         for j in range(same - 1):
-            other = (t + 1 + j) % NOBJ
+            other = (t + 1 + j) % marked
             cat[b, other] = cat[b, t]
             col[b, other] = (col[b, t] + 1 + j) % NCOL
     obj = rep(torch.randint(0, NOBJ, (k, n), generator=gen))
@@ -67,7 +70,7 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 
     for offset, value in feats:
         x.scatter_(2, (offset + value[rows, obj])[..., None], on[..., None].float())
     if same == 1:
-        t = torch.randint(0, NOBJ, (batch,), generator=gen)
+        t = torch.randint(0, marked, (batch,), generator=gen)
         b = torch.arange(batch)
     words = torch.stack([NCAT + col[b, t], cat[b, t]], 1)
     flag = on & (obj == t[:, None])  # patches of the target (for --flag-aux)
@@ -126,20 +129,39 @@ def main() -> None:
                          '(the real trainer has a few thousand frames)')
     ap.add_argument('--permute', action='store_true',
                     help='with --pool: every draw renumbers the marks at random')
+    ap.add_argument('--marked', default='',
+                    help='START:STEPS: a curriculum on the number of marked objects, from '
+                         'START to all 10 over STEPS steps (the others stay unmarked '
+                         'distractors; the held-out scenes always mark all 10)')
+    ap.add_argument('--dense-answer', type=float, default=0.0,
+                    help='weight of the answer loss at every position from the category '
+                         'word to the one before the final token (the lookup at the word '
+                         'and each filler, learned alongside the final answer)')
+    ap.add_argument('--window', type=int, default=0,
+                    help='the first --window-layers layers attend only to the last W tokens '
+                         '(a Qwen2 LM with sliding-window layers; 0: the Llama, full '
+                         'attention everywhere): the answer position gathers the query')
+    ap.add_argument('--window-layers', type=int, default=1)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', type=Path, default=None)
     args = ap.parse_args()
-    from transformers import LlamaConfig, LlamaModel
+    from transformers import LlamaConfig, LlamaModel, Qwen2Config, Qwen2Model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     d = args.hidden
-    lm = LlamaModel(LlamaConfig(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
-                                num_hidden_layers=args.layers, num_attention_heads=4,
-                                num_key_value_heads=4, max_position_embeddings=1024,
-                                rope_theta=args.rope_theta))
+    shape = dict(vocab_size=FINAL + 1, hidden_size=d, intermediate_size=2 * d,
+                 num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
+                 max_position_embeddings=1024, rope_theta=args.rope_theta)
+    if args.window:
+        kinds = ['sliding_attention' if i < args.window_layers else 'full_attention'
+                 for i in range(args.layers)]
+        lm = Qwen2Model(Qwen2Config(**shape, layer_types=kinds, sliding_window=args.window,
+                                    use_sliding_window=True))
+    else:
+        lm = LlamaModel(LlamaConfig(**shape))
     if args.pointer:
         lm.set_attn_implementation('eager')
     if args.zero_init:
@@ -187,6 +209,14 @@ def main() -> None:
                  output_attentions=bool(args.pointer))
         return out, head(out.last_hidden_state[:, -1])
 
+    def dense_answer_loss(out, y):
+        """The answer's loss at the category word (image first) and every filler."""
+        start = args.fill + (1 if args.query_first else 2)  # (category word +) fillers
+        h = out.last_hidden_state[:, -start:-1]
+        logits = head(h)
+        return torch.nn.functional.cross_entropy(
+            logits.reshape(-1, NMARK), y.repeat_interleave(logits.shape[1]))
+
     held_out = scenes(512, args.image_tokens, torch.Generator().manual_seed(10_000 + args.seed),
                       args.extra_features, same=args.same_category)
     pool = (scenes(args.pool, args.image_tokens, gen, args.extra_features, 1,
@@ -212,11 +242,17 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g['lr'] = args.lr * min(1.0, step / 100)
+        marked = NOBJ
+        if args.marked:
+            start, span = (int(v) for v in args.marked.split(':'))
+            marked = min(NOBJ, round(start + (NOBJ - start) * step / span))
         x, words, y, flag = (from_pool() if pool else
                              scenes(args.batch, args.image_tokens, gen, args.extra_features,
-                                    args.per_scene, args.same_category))
+                                    args.per_scene, args.same_category, marked))
         out, logits = forward(x, words, 'at_word' if step <= args.curriculum else final_mode)
         loss = torch.nn.functional.cross_entropy(logits, y)
+        if args.dense_answer and final_mode == 'fill' and step > args.curriculum:
+            loss = loss + args.dense_answer * dense_answer_loss(out, y)
         if args.aux:
             h1 = out.hidden_states[1][:, -1]
             targets = (words[:, 0] - NCAT, words[:, 1])  # colour class, category class
@@ -245,7 +281,7 @@ def main() -> None:
         if step % 100 == 0:
             with torch.no_grad():
                 _, ev = forward(held_out[0], held_out[1], final_mode)
-            row = {'step': step, 'loss': round(loss.item(), 3),
+            row = {'step': step, 'marked': marked, 'loss': round(loss.item(), 3),
                    'held_out_acc': round(float((ev.argmax(-1) == held_out[2]).float().mean()),
                                          3),
                    'wall_s': round(time.time() - t0)}
