@@ -67,6 +67,28 @@ def test_two_steps_lower_the_loss_and_the_resolver_loads_the_result(two_step_run
     assert settings['scene_width'] == 160 and settings['text_height_336'] == 30.0
     log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
     assert [e['step'] for e in log if 'loss' in e] == [1, 2]
+    assert resolver.template == PromptTemplate.load()  # it carries the default it learned
+
+
+def test_the_model_carries_the_prompt_it_was_trained_with(tmp_path):
+    """data.prompt: a template without the mark list trains, travels as prompt.yaml, and the
+    resolver then asks in that wording (no list in the frame text)."""
+    from spatial_llava_ros.model.resolver import Resolver
+    from spatial_llava_ros.paths import config_path
+    from spatial_llava_ros.training.trainer import train
+
+    text = config_path('prompt.yaml').read_text()
+    listed = 'The objects in the image are labelled with numeric marks: {marks}.'
+    assert listed in text
+    own = tmp_path / 'unlisted.yaml'
+    own.write_text(text.replace(listed, '', 1))  # the first one is frame_prefix's
+    result = train(tiny_config(tmp_path / 'run', steps=1, data={**DATA, 'prompt': str(own)}),
+                   progress=False)
+    assert (result.final_dir / 'prompt.yaml').read_text() == own.read_text()
+    resolver = Resolver.from_pretrained(result.final_dir, device='cpu')
+    assert '{marks}' not in resolver.template.frame_prefix
+    assert '3, 7' not in resolver.template.frame_text([3, 7])
+    assert '3, 7' in PromptTemplate.load().frame_text([3, 7])
 
 
 def test_packed_loss_equals_the_resolvers_log_likelihood(two_step_run):

@@ -180,7 +180,7 @@ class YesNoPredictor:
 
         self.loaded = loaded
         self.model = loaded.model.eval()
-        self.template = template or PromptTemplate.load()
+        self.template = template or PromptTemplate.for_model(loaded.path)
         self.question = question
         self.packer = Packer(loaded.tokenizer, loaded.image_token_id,
                              self.model.config.image_seq_length,

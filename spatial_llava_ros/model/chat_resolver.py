@@ -74,7 +74,7 @@ class ChatResolver(Resolver):
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.processor = loaded.processor
-        self.template = template or PromptTemplate.load()
+        self.template = template or PromptTemplate.for_model(loaded.path)
         self.chat = ChatPrompt(self.processor, self.template)
         self.abstain_threshold = float(abstain_threshold)
         self.vision = None

@@ -8,6 +8,7 @@ from pathlib import Path
 from spatial_llava_ros.errors import InputError
 
 IMAGE_PLACEHOLDER = '<image>'
+MODEL_PROMPT_FILE = 'prompt.yaml'  # the template a trained model carries (its trainer's)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ class PromptTemplate:
         if missing:
             raise InputError(f'prompt template {path}: missing keys {missing}')
         return cls(**data)
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path | None) -> PromptTemplate:
+        """The template a checkpoint was trained with (its ``prompt.yaml``), else the default.
+
+        A model answers in the wording it learned: one trained without the mark list in its
+        frame prefix must be asked without it (docs/training.md, "Towards 85%")."""
+        own = Path(model_dir) / MODEL_PROMPT_FILE if model_dir is not None else None
+        return cls.load(own if own is not None and own.is_file() else None)
 
     def frame_text(self, mark_ids: list[int]) -> str:
         """Text encoded once per frame: system prompt, image and the list of marks."""

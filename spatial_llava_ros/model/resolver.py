@@ -137,7 +137,7 @@ class Resolver:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.template = template or PromptTemplate.load()
+        self.template = template or PromptTemplate.for_model(loaded.path)
         self.abstain_threshold = float(abstain_threshold)
         self.vision = vision or TorchVision(self.model)
         self.frame_cache_size = max(0, int(frame_cache_size))

@@ -66,6 +66,9 @@ class DataConfig:
     # dense targets: a mark's label patches carry its object's category, colour and ranks
     # too, so small objects keep a token (training/dense.py, label_objects)
     label_features: bool = False
+    # prompt template YAML to train with (default: the package's config/prompt.yaml); the
+    # trained model carries it as prompt.yaml and the resolver asks in that wording
+    prompt: str | None = None
     workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 

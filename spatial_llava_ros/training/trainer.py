@@ -475,7 +475,7 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.output_dir)
-    template = PromptTemplate.load()
+    template = PromptTemplate.load(cfg.data.prompt)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / 'train_config.json').write_text(json.dumps(cfg.to_dict(), indent=2) + '\n',
@@ -709,6 +709,7 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
         if dense_heads is not None:  # for a next stage; not part of the export
             torch.save(dense_heads.state_dict(), out / 'dense_heads.pt')
         settings_from_data(cfg.data).save(final)
+        save_prompt(cfg.data.prompt, final)
         summary = {'steps': step, 'wall_s': round(wall, 1),
                    'total_s': round(time.time() - t_start, 1),
                    'last': history[-1] if history else None, **meta}
@@ -748,6 +749,15 @@ def _plain_copy(cfg: TrainConfig, base: Path, module_sd: dict):
         heads = DenseHeads(llava.config.text_config.hidden_size)
     StepModule(llava, heads).load_state_dict(module_sd)
     return model, loaded, heads
+
+
+def save_prompt(source: str | None, final: Path) -> None:
+    """The template the model was trained with goes with it (``PromptTemplate.for_model``)."""
+    from spatial_llava_ros.model.prompt import MODEL_PROMPT_FILE
+    from spatial_llava_ros.paths import config_path
+
+    src = Path(source) if source else config_path('prompt.yaml')
+    (final / MODEL_PROMPT_FILE).write_text(src.read_text(encoding='utf-8'), encoding='utf-8')
 
 
 def export(model, loaded, final: Path, cfg: TrainConfig, base: Path) -> Path:
