@@ -248,6 +248,21 @@ def test_custom_template_changes_the_prompt(loaded, image):
     assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_at_word_template_scores_exactly_with_an_empty_tail(loaded, image):
+    """config/prompt_at_word.yaml: no mark list, the answer right after the query's last word
+    (nothing between them): the cached score equals a plain HF forward of the same tokens."""
+    from spatial_llava_ros.paths import config_path
+
+    tpl = PromptTemplate.load(config_path('prompt_at_word.yaml'))
+    assert tpl.query_tail() == '' and '{marks}' not in tpl.frame_prefix
+    r = Resolver(loaded, template=tpl)
+    assert r.tokenizer.convert_ids_to_tokens(r.answer_ids(12)) == ['1', '2', '</s>']
+    res = r.score(image, MARKS, QUERY)
+    for mark in MARKS:
+        hand, _ = hand_log_likelihood(r, image, MARKS, QUERY, mark)
+        assert res.log_likelihoods[mark] == pytest.approx(hand, abs=1e-4)
+
+
 def test_torch_preprocessing_matches_the_processor(loaded):
     img = np.random.default_rng(4).integers(0, 256, (60, 90, 3), dtype=np.uint8)
     img[:, :45] = 30  # flat areas and edges
