@@ -30,6 +30,7 @@ import json
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -38,13 +39,15 @@ from oracle_lm import keep_relations, label_only, lr_at, one_hot_tokens, per_rel
 
 from spatial_llava_ros.model.prompt import PromptTemplate
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS
+from spatial_llava_ros.training.renumber import renumber_dense, shuffled_ids
 
 IMG = -1  # placeholder id for an image token in a built sequence
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--layout', choices=['image_first', 'query_first', 'double'],
+    ap.add_argument('--layout', choices=['image_first', 'query_first', 'double', 'no_list',
+                                         'bare_head', 'bare_list', 'short_tail'],
                     default='query_first')
     ap.add_argument('--flag-aux', type=float, default=0.0)
     ap.add_argument('--flag-layer', type=int, default=1)
@@ -66,6 +69,9 @@ def main() -> None:
     ap.add_argument('--label-only', action='store_true',
                     help="tokens only at the marks' label patches (oracle_lm.py --label-only; "
                          'give --frames a --label-features cache)')
+    ap.add_argument('--permute-marks', action='store_true',
+                    help="each training presentation shuffles the frame's own mark numbers "
+                         '(training/renumber.py): the answer cannot come from the numbering')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--out', type=Path, default=Path('runs/oracle'))
     ap.add_argument('--tag', default='flag')
@@ -104,6 +110,14 @@ def main() -> None:
         img = [IMG] * n_img
         if args.bare:
             ids = [tok.bos_token_id] + [IMG] * n_img + enc(f' {query}')
+        elif args.layout == 'no_list':  # the template without the mark list
+            ids = head + img + enc(ask + tail)
+        elif args.layout == 'short_tail':  # no list, no instruction: 3 tokens of tail
+            ids = head + img + enc(f' Which mark is {query}? ASSISTANT:')
+        elif args.layout == 'bare_head':  # the system prompt, the image, the query
+            ids = head + img + enc(f' {query}')
+        elif args.layout == 'bare_list':  # ... with the mark list between image and query
+            ids = head + img + enc(frame) + enc(f' {query}')
         elif args.layout == 'image_first':
             ids = head + img + enc(frame) + enc(ask + tail)
         elif args.layout == 'query_first':
@@ -189,6 +203,11 @@ def main() -> None:
         for f in (train[rng.randrange(len(train))] for _ in range(args.frames_per_step)):
             qs = f.queries if len(f.queries) <= args.queries_per_frame else \
                 rng.sample(f.queries, args.queries_per_frame)
+            if args.permute_marks:  # the same frame under other numbers: a new lookup
+                new = shuffled_ids(f.mark_ids, rng)
+                f = SimpleNamespace(mark_ids=f.mark_ids, dense=SimpleNamespace(
+                    marked=renumber_dense(f.dense.marked, new)))
+                qs = [(q, new[m], rel) for q, m, rel in qs]
             items += [(f, q, m) for q, m, _ in qs]
         loss, per = forward(items)
         opt.zero_grad()
