@@ -192,6 +192,25 @@ def test_vision_only_stage_then_full_stage_export_a_plain_llava(tmp_path):
     assert sum(res.scores.values()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_head_weights_scale_each_heads_share_of_the_loss(tmp_path):
+    """dense_head_weights {label: 4}: the label head's loss counts 4x; defaults are the plain
+    mean; an unknown head is a config error that names the known ones."""
+    torch.manual_seed(0)
+    feats = torch.randn(2, 9, 16)
+    targets = torch.zeros(2, len(HEADS), 9, dtype=torch.int16)
+    targets[:, HEAD_NAMES.index('label'), 4] = 3
+    plain, weighted = DenseHeads(16), DenseHeads(16, {'label': 4.0})
+    weighted.load_state_dict(plain.state_dict())
+    only_label = DenseHeads(16, {n: 0.0 for n in HEAD_NAMES if n != 'label'})
+    only_label.load_state_dict(plain.state_dict())
+    base, w, lab = (float(h.loss(feats, targets)[0]) for h in (plain, weighted, only_label))
+    n = len(HEAD_NAMES)
+    label_part = lab  # the label head's own loss (all others weigh 0)
+    assert w == pytest.approx((base * n + 3 * label_part) / (n + 3), rel=1e-5)
+    with pytest.raises(InputError, match='dense_head_weights'):
+        config(tmp_path, dense_weight=1.0, dense_head_weights={'digits': 2.0})
+
+
 def test_vision_only_needs_the_dense_heads(tmp_path):
     with pytest.raises(InputError, match='vision_only needs dense_weight'):
         config(tmp_path, vision_only=True, dense_weight=0.0)

@@ -97,6 +97,8 @@ class TrainConfig:
     dense_weight: float = 0.0  # per-patch ground-truth heads on the image tokens, 0 = off
     vision_only: bool = False  # pretrain vision + projector on the dense heads alone (no LM)
     dense_heads_from: str | None = None  # dense_heads.pt of an earlier stage (else fresh)
+    # relative weight of a dense head in its loss, e.g. {label: 4} (the rest 1)
+    dense_head_weights: dict[str, float] = field(default_factory=dict)
     dtype: str = 'auto'  # auto: bf16 on CUDA, float32 on CPU
     device: str | None = None
     gradient_checkpointing: bool = False
@@ -146,6 +148,13 @@ class TrainConfig:
             raise InputError(f'distributed must be ddp or fsdp, got {self.distributed!r}')
         if self.lr <= 0:
             raise InputError(f'lr must be > 0, got {self.lr}')
+        if self.dense_head_weights:
+            from spatial_llava_ros.training.dense import HEAD_NAMES
+
+            unknown = sorted(set(self.dense_head_weights) - set(HEAD_NAMES))
+            if unknown or any(w < 0 for w in self.dense_head_weights.values()):
+                raise InputError(f'dense_head_weights {self.dense_head_weights}: heads must be '
+                                 f'among {list(HEAD_NAMES)}, weights >= 0')
         if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):
             raise InputError('vision_only needs dense_weight > 0 and synthetic data')
         if self.data.source not in ('synthetic', 'json'):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.scene import catalog
 
 IGNORE = -100
@@ -162,10 +163,17 @@ def dense_targets(scene, marked, grid: int, label_rects: dict[int, tuple] | None
 class DenseHeads(torch.nn.Module):
     """One linear map from an image token to every head's logits (trainer-only)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, weights: dict[str, float] | None = None) -> None:
         super().__init__()
         self.sizes = [HEADS[n] for n in HEAD_NAMES]
         self.proj = torch.nn.Linear(dim, sum(self.sizes))
+        unknown = sorted(set(weights or {}) - set(HEAD_NAMES))
+        if unknown:
+            raise InputError(f'dense_head_weights: unknown heads {unknown}; known '
+                             f'{list(HEAD_NAMES)}')
+        # relative weight of each head in the loss (1 each by default): reading the numbers
+        # ('label') can be asked for more than the ranks
+        self.weights = [float((weights or {}).get(n, 1.0)) for n in HEAD_NAMES]
 
     def loss(self, features: torch.Tensor, targets: torch.Tensor, balanced: bool = True
              ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -186,15 +194,17 @@ class DenseHeads(torch.nn.Module):
                 ce = torch.nn.functional.cross_entropy(lg[keep], t[keep], reduction='none')
                 fg = t[keep] > 0
                 part = ce[fg].mean() if not bool(fg.all()) else ce.mean()
-                total = total + 0.5 * (part + (ce[~fg].mean() if bool((~fg).any()) else part))
+                total = total + self.weights[h] * 0.5 * (
+                    part + (ce[~fg].mean() if bool((~fg).any()) else part))
             else:
-                total = total + torch.nn.functional.cross_entropy(lg[keep], t[keep])
+                part = torch.nn.functional.cross_entropy(lg[keep], t[keep])
+                total = total + self.weights[h] * part
             with torch.no_grad():
                 hit = lg.argmax(-1) == t
                 acc[name] = float(hit[keep].float().mean())
                 if name in ('label', 'mark', 'category', 'color') and bool((t > 0).any()):
                     acc[f'{name}_fg'] = float(hit[t > 0].float().mean())
-        return total / len(HEAD_NAMES), acc
+        return total / sum(self.weights), acc
 
 
 def image_features(llava, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -535,7 +535,8 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
     if cfg.dense_weight > 0:
         from spatial_llava_ros.training.dense import DenseHeads
 
-        dense_heads = DenseHeads(llava.config.text_config.hidden_size).to(device)
+        dense_heads = DenseHeads(llava.config.text_config.hidden_size,
+                                 cfg.dense_head_weights).to(device)
         if cfg.dense_heads_from:
             src = Path(cfg.dense_heads_from)
             if not src.is_file():
