@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from needs import needs
 
 from spatial_llava_ros.errors import InputError, ModelLoadError
 from spatial_llava_ros.model.chat_resolver import ChatResolver
@@ -187,6 +188,7 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
         assert name in msg
 
 
+@needs('peft')
 def test_two_step_lora_training_output_loads_in_the_resolver(ckpt, image, tmp_path):
     from spatial_llava_ros.training.config import TrainConfig
     from spatial_llava_ros.training.trainer import train
@@ -212,6 +214,7 @@ def test_two_step_lora_training_output_loads_in_the_resolver(ckpt, image, tmp_pa
     assert math.isclose(sum(res.scores.values()), 1.0, abs_tol=1e-5)
 
 
+@needs('peft')  # train_family imports peft before it checks the config
 def test_lora_training_refuses_full_fine_tuning_of_a_newer_family(ckpt, tmp_path):
     from spatial_llava_ros.training.config import TrainConfig
     from spatial_llava_ros.training.trainer import train

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from needs import missing, needs
 
 from spatial_llava_ros.cli import main
 from spatial_llava_ros.spr.jsonl import append_jsonl, read_jsonl
@@ -28,8 +29,9 @@ def _cfg(tmp_path):
     return str(path)
 
 
-def test_spr_stages_and_dpo(tiny, tmp_path, capsys):
-    work, out, cfg = tmp_path / 'work', tmp_path / 'dpo', _cfg(tmp_path)
+def _stages(tiny, tmp_path, capsys):
+    """generate -> score -> pairs on two scenes, checked; returns (work, regions)."""
+    work, cfg = tmp_path / 'work', _cfg(tmp_path)
     args = ['spr', 'generate', str(work), '--model', str(tiny), '--config', cfg,
             '--seeds', '3,5', '--threads', '1', '--no-progress']
     assert main(args) == 0
@@ -72,7 +74,17 @@ def test_spr_stages_and_dpo(tiny, tmp_path, capsys):
         assert p['chosen_score']['total'] > p['rejected_score']['total']
         assert p['chosen_score']['localization'] > 0.3  # the refined wrong description
     capsys.readouterr()
+    return work, regions
 
+
+def test_spr_stages(tiny, tmp_path, capsys):
+    _stages(tiny, tmp_path, capsys)
+
+
+@needs('datasets', 'peft', 'trl')
+def test_spr_dpo_on_the_pairs(tiny, tmp_path, capsys):
+    work, regions = _stages(tiny, tmp_path, capsys)
+    out = tmp_path / 'dpo'
     train_cfg = tmp_path / 'train.yaml'
     train_cfg.write_text('learning_rate: 1.0e-2\nper_device_train_batch_size: 2\n'
                          'save_steps: 1\nlogging_steps: 1\nlora: {r: 4, alpha: 8}\n')
@@ -116,7 +128,9 @@ def test_spr_errors_are_one_line(tiny, tmp_path, capsys):
     (tmp_path / 'w2' / 'pairs.jsonl').write_text('')
     assert main(['spr', 'train', str(tmp_path / 'w2'), '--out', str(tmp_path / 'o'),
                  '--model', str(tiny)]) == 2
-    assert 'no preference pairs' in capsys.readouterr().err
+    # without the train extra the missing extra is the one line, before the pairs are read
+    expected = "needs the 'train' extra" if missing('datasets') else 'no preference pairs'
+    assert expected in capsys.readouterr().err
 
 
 def test_generate_from_scene_folders(tiny, tmp_path, capsys):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from needs import needs
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.model.prompt import PromptTemplate
@@ -128,6 +129,7 @@ def test_resume_continues_from_the_last_checkpoint(two_step_run, tmp_path):
     assert sorted(p.name for p in copy.glob('checkpoint-*')) == ['checkpoint-2', 'checkpoint-3']
 
 
+@needs('peft')
 def test_lora_run_exports_a_merged_checkpoint(tmp_path):
     from spatial_llava_ros.model.loading import load_model
     from spatial_llava_ros.training.trainer import train
