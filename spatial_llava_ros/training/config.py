@@ -149,12 +149,9 @@ class TrainConfig:
         if self.lr <= 0:
             raise InputError(f'lr must be > 0, got {self.lr}')
         if self.dense_head_weights:
-            from spatial_llava_ros.training.dense import HEAD_NAMES
+            from spatial_llava_ros.training.dense import head_weights
 
-            unknown = sorted(set(self.dense_head_weights) - set(HEAD_NAMES))
-            if unknown or any(w < 0 for w in self.dense_head_weights.values()):
-                raise InputError(f'dense_head_weights {self.dense_head_weights}: heads must be '
-                                 f'among {list(HEAD_NAMES)}, weights >= 0')
+            head_weights(self.dense_head_weights)
         if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):
             raise InputError('vision_only needs dense_weight > 0 and synthetic data')
         if self.data.source not in ('synthetic', 'json'):

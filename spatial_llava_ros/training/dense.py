@@ -160,6 +160,17 @@ def dense_targets(scene, marked, grid: int, label_rects: dict[int, tuple] | None
     return DenseTargets(marked_t, plain)
 
 
+def head_weights(weights: dict[str, float] | None) -> list[float]:
+    """Per-head loss weights in HEAD_NAMES order (1 where not given); names and signs are
+    checked here for the config and the heads alike."""
+    weights = weights or {}
+    unknown = sorted(set(weights) - set(HEAD_NAMES))
+    if unknown or any(w < 0 for w in weights.values()):
+        raise InputError(f'dense_head_weights {weights}: heads must be among '
+                         f'{list(HEAD_NAMES)}, weights >= 0')
+    return [float(weights.get(n, 1.0)) for n in HEAD_NAMES]
+
+
 class DenseHeads(torch.nn.Module):
     """One linear map from an image token to every head's logits (trainer-only)."""
 
@@ -167,13 +178,9 @@ class DenseHeads(torch.nn.Module):
         super().__init__()
         self.sizes = [HEADS[n] for n in HEAD_NAMES]
         self.proj = torch.nn.Linear(dim, sum(self.sizes))
-        unknown = sorted(set(weights or {}) - set(HEAD_NAMES))
-        if unknown:
-            raise InputError(f'dense_head_weights: unknown heads {unknown}; known '
-                             f'{list(HEAD_NAMES)}')
         # relative weight of each head in the loss (1 each by default): reading the numbers
         # ('label') can be asked for more than the ranks
-        self.weights = [float((weights or {}).get(n, 1.0)) for n in HEAD_NAMES]
+        self.weights = head_weights(weights)
 
     def loss(self, features: torch.Tensor, targets: torch.Tensor, balanced: bool = True
              ) -> tuple[torch.Tensor, dict[str, float]]:
