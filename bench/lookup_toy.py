@@ -77,6 +77,20 @@ def scenes(batch: int, n: int, gen: torch.Generator, extra: int = 0, per: int = 
     return x, words, mark[b, t], flag
 
 
+def renumbering(batch: int, gen: torch.Generator) -> torch.Tensor:
+    """(batch, NMARK) old -> new mark ids, a fresh permutation of 1..40 per row (0 stays
+    0, "no mark")."""
+    return torch.cat([torch.zeros(batch, 1, dtype=torch.long),
+                      torch.argsort(torch.rand(batch, NMARK - 1, generator=gen), -1) + 1], 1)
+
+
+def write_curve(out: Path, args: argparse.Namespace, log: list[dict]) -> None:
+    """The run's arguments and its curve, as bench/results/lookup_toy/*.json hold them."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()},
+                               'curve': log}, indent=1) + '\n')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--fill', type=int, default=8, help='filler tokens before the final one')
@@ -228,9 +242,7 @@ def main() -> None:
         x, words, y, flag = (t[idx] for t in pool)
         if args.permute:
             b = torch.arange(args.batch)
-            p = torch.cat([torch.zeros(args.batch, 1, dtype=torch.long),
-                           torch.argsort(torch.rand(args.batch, NMARK - 1, generator=gen), -1)
-                           + 1], 1)
+            p = renumbering(args.batch, gen)
             lo = NCAT + NCOL
             part = torch.zeros_like(x[..., lo:lo + NMARK])
             part.scatter_(2, p[:, None, :].expand(-1, x.shape[1], -1), x[..., lo:lo + NMARK])
@@ -290,9 +302,7 @@ def main() -> None:
             print(row, flush=True)
             log.append(row)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()},
-                                        'curve': log}, indent=1) + '\n')
+        write_curve(args.out, args, log)
 
 
 if __name__ == '__main__':

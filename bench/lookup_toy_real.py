@@ -16,11 +16,11 @@ prompt around the query, not in the frames.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from lookup_toy import NMARK, renumbering, write_curve
 
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
 
@@ -63,6 +63,7 @@ def main() -> None:
     xv, qv = colour_queries(val)
     print(f'{len(qt)} training / {len(qv)} validation colour queries', flush=True)
     nm, nc, nk = (HEADS[h] for h in ROWS)
+    assert nm == NMARK  # the toy's renumbering covers the same 40 ids
     d = 128
     lm = LlamaModel(LlamaConfig(vocab_size=nk + nc, hidden_size=d, intermediate_size=2 * d,
                                 num_hidden_layers=3, num_attention_heads=4,
@@ -87,9 +88,7 @@ def main() -> None:
         q = qt[torch.randint(0, len(qt), (args.batch,), generator=gen)]
         x, y = xt[q[:, 0]].clone(), q[:, 3].clone()
         if not args.no_permute:  # new numbers for every draw: no answer to remember
-            perm = torch.cat([torch.zeros(args.batch, 1, dtype=torch.long),
-                              torch.argsort(torch.rand(args.batch, nm - 1, generator=gen), -1)
-                              + 1], 1)
+            perm = renumbering(args.batch, gen)
             m = x[:, 0]
             x[:, 0] = torch.where((m > 0) & (m != IGNORE),
                                   torch.gather(perm, 1, m.clamp(min=0)), m)
@@ -107,9 +106,7 @@ def main() -> None:
             print(row, flush=True)
             log.append(row)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()},
-                                        'curve': log}, indent=1) + '\n')
+        write_curve(args.out, args, log)
 
 
 if __name__ == '__main__':
