@@ -69,6 +69,9 @@ class DataConfig:
     # prompt template YAML to train with (default: the package's config/prompt.yaml); the
     # trained model carries it as prompt.yaml and the resolver asks in that wording
     prompt: str | None = None
+    # train only on queries of these relations (scene/expressions.RELATIONS), e.g. [color]
+    # for a curriculum's first phase; validation keeps every relation and reports each
+    relations: list[str] | None = None
     workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 
@@ -154,6 +157,13 @@ class TrainConfig:
             head_weights(self.dense_head_weights)
         if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):
             raise InputError('vision_only needs dense_weight > 0 and synthetic data')
+        if self.data.relations is not None:
+            from spatial_llava_ros.scene.expressions import RELATIONS
+
+            unknown = sorted(set(self.data.relations) - set(RELATIONS))
+            if unknown or not self.data.relations:
+                raise InputError(f'data.relations: unknown {unknown or "(empty list)"}; '
+                                 f'choose from {", ".join(RELATIONS)}')
         if self.data.source not in ('synthetic', 'json'):
             raise InputError(f'data.source must be synthetic or json, got {self.data.source!r}')
         if self.data.source == 'json' and not self.data.json_path:

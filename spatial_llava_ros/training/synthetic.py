@@ -148,3 +148,11 @@ def settings_from_data(data_cfg) -> SomSettings:
     return SomSettings(int(data_cfg.scene_width), int(data_cfg.scene_height),
                        float(data_cfg.text_height_336), str(data_cfg.mark_style),
                        str(data_cfg.proposals))
+
+
+def keep_relations(frames: list[MarkedScene], relations: list[str]) -> None:
+    """Drop every query whose relation is not in ``relations``, in place (a curriculum's
+    first phase trains on the plainest lookups only; the frames' images stay as they are)."""
+    keep = set(relations)
+    for f in frames:
+        f.queries = [q for q in f.queries if q[2] in keep]

@@ -38,6 +38,7 @@ from spatial_llava_ros.training.packing import (
 )
 from spatial_llava_ros.training.synthetic import (
     MarkedScene,
+    keep_relations,
     marked_scene,
     settings_from_data,
     training_frame,
@@ -404,9 +405,17 @@ def evaluate_frames(llava, packer: Packer, frames: list[MarkedScene], template: 
             hits.append(per)
     llava.train()
     per = torch.cat(hits) if hits else torch.zeros(0)
+    relations = [r for f in frames if f.queries for _, _, r in f.queries]
+    by_relation: dict[str, list[float]] = {}
+    if len(relations) == per.numel():  # one answer per query, in query order
+        for r, hit in zip(relations, per.tolist()):
+            by_relation.setdefault(r, []).append(hit)
     return {'val_answer_acc': float(per.mean()) if per.numel() else float('nan'),
             'val_answers': int(per.numel()), 'val_loss': loss_sum / max(1, n_targets),
-            **{f'val_{k}': round(float(np.mean(v)), 4) for k, v in dense_sums.items()}}
+            **{f'val_{k}': round(float(np.mean(v)), 4) for k, v in dense_sums.items()},
+            **({'val_acc_by_relation': {r: round(float(np.mean(v)), 4)
+                                        for r, v in sorted(by_relation.items())}}
+               if by_relation else {})}
 
 
 def _to(batch, device):
@@ -523,6 +532,8 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
         cache = Path(cfg.data.workers_cache) if cfg.data.workers_cache else out / 'frames.pt'
         frames = _prepare_on_rank0(env, lambda: prepare_frames(
             parse_seeds(cfg.data.train_seeds), cfg, cache, 'train', progress, grid))
+    if cfg.data.relations:
+        keep_relations(frames, cfg.data.relations)
     val_frames = []
     if cfg.data.val_seeds and cfg.data.source == 'synthetic':
         val_frames = _prepare_on_rank0(env, lambda: prepare_frames(
