@@ -38,9 +38,11 @@ from spatial_llava_ros.model.tiny import make_tiny_model
 from spatial_llava_ros.scene.catalog import CATEGORIES
 from spatial_llava_ros.scene.expressions import RELATIONS
 from spatial_llava_ros.training.dense import HEAD_NAMES, HEADS, IGNORE
+from spatial_llava_ros.training.frames_cache import load_frames
 from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
 from spatial_llava_ros.training.renumber import renumber_dense, shuffled_ids
 from spatial_llava_ros.training.synthetic import SomSettings, training_frame
+from spatial_llava_ros.training.synthetic import keep_relations as only_relations  # noqa: I001
 from spatial_llava_ros.training.trainer import vocabulary_texts
 
 
@@ -65,9 +67,7 @@ def keep_relations(frames: list, relations: str | None) -> list:
     still have one."""
     if not relations:
         return frames
-    keep = set(relations.split(','))
-    for f in frames:
-        f.queries = [q for q in f.queries if q[2] in keep]
+    only_relations(frames, relations.split(','))
     return [f for f in frames if f.queries]
 
 
@@ -198,7 +198,7 @@ def main() -> None:
     train, val = _frames(0 if args.train_cache else args.frames, args.out, args.grid,
                          args.label_features)
     if args.train_cache:
-        train = [f for f in torch.load(args.train_cache, weights_only=False)['frames']
+        train = [f for f in load_frames(Path(args.train_cache))['frames']
                  if f.queries and f.dense is not None]
     train, val = keep_relations(train, args.relations), keep_relations(val, args.relations)
     if args.label_only:

@@ -10,6 +10,7 @@ from needs import needs
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.model.prompt import PromptTemplate
 from spatial_llava_ros.training.config import TrainConfig, parse_seeds
+from spatial_llava_ros.training.frames_cache import load_frames
 
 TINY = {'image_size': 32, 'patch_size': 8, 'vision_hidden': 32, 'vision_layers': 1,
         'text_hidden': 32, 'text_layers': 1, 'heads': 2}
@@ -30,7 +31,7 @@ def fixed_batch_loss(model_dir, frames_file):
     from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
 
     loaded = load_model(model_dir, device='cpu')
-    frames = [f for f in torch.load(frames_file, weights_only=False)['frames'] if f.queries]
+    frames = [f for f in load_frames(frames_file)['frames'] if f.queries]
     template = PromptTemplate.load()
     packer = Packer(loaded.tokenizer, loaded.image_token_id,
                     loaded.model.config.image_seq_length, loaded.processor.image_processor)
@@ -59,7 +60,7 @@ def test_two_steps_lower_the_loss_and_the_resolver_loads_the_result(two_step_run
     after = fixed_batch_loss(result.final_dir, out / 'frames.pt')
     assert after < before - 0.05, (before, after)
     resolver = Resolver.from_pretrained(result.final_dir, device='cpu')
-    frame = next(f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+    frame = next(f for f in load_frames(out / 'frames.pt')['frames']
                  if f.queries)
     res = resolver.score(frame.image, frame.mark_ids, frame.queries[0][0])
     assert res.best_id in frame.mark_ids
@@ -98,7 +99,7 @@ def test_packed_loss_equals_the_resolvers_log_likelihood(two_step_run):
 
     out, result = two_step_run
     resolver = Resolver.from_pretrained(result.final_dir, device='cpu')
-    frame = next(f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+    frame = next(f for f in load_frames(out / 'frames.pt')['frames']
                  if len(f.queries) >= 2)
     query = frame.queries[1][0]
     res = resolver.score(frame.image, frame.mark_ids, query)
@@ -163,7 +164,7 @@ def test_reading_targets_point_at_the_drawn_numbers(two_step_run):
     loaded = load_model(result.final_dir, device='cpu')
     size, patch = 160, 16  # big enough for the digits' white fill to survive the resize
     processor = build_processor(loaded.tokenizer, image_size=size, patch_size=patch)
-    frames = [f for f in torch.load(out / 'frames.pt', weights_only=False)['frames']
+    frames = [f for f in load_frames(out / 'frames.pt')['frames']
               if f.anchors]
     white_at_mark, white_elsewhere = [], []
     for f in frames:

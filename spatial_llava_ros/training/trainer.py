@@ -28,6 +28,7 @@ from spatial_llava_ros.training import checkpoints as ckpt
 from spatial_llava_ros.training import distributed as dist
 from spatial_llava_ros.training.config import TrainConfig, parse_seeds
 from spatial_llava_ros.training.distributed import DistEnv
+from spatial_llava_ros.training.frames_cache import load_frames, save_frames
 from spatial_llava_ros.training.packing import (
     Example,
     Packer,
@@ -308,10 +309,9 @@ def _prepare_one(seed: int, settings, max_expressions: int, grid: int, dense: bo
 def prepare_frames(seeds: list[int], cfg: TrainConfig, cache: Path | None,
                    desc: str, progress: bool, grid: int = 0) -> list[MarkedScene]:
     """Marked frames for ``seeds`` (cached to ``cache`` as a torch file)."""
-    if cache is not None and cache.is_file():
-        blob = torch.load(cache, weights_only=False)
-        if blob.get('seeds') == seeds and blob.get('settings') == _cache_key(cfg, grid):
-            return blob['frames']
+    blob = load_frames(cache) if cache is not None else None
+    if blob and blob.get('seeds') == seeds and blob.get('settings') == _cache_key(cfg, grid):
+        return blob['frames']
     settings = settings_from_data(cfg.data)
     job = partial(_prepare_one, settings=settings, max_expressions=cfg.data.max_expressions,
                   grid=grid, dense=cfg.dense_weight > 0,
@@ -339,8 +339,7 @@ def prepare_frames(seeds: list[int], cfg: TrainConfig, cache: Path | None,
     if bar is not None:
         bar.close()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({'seeds': seeds, 'settings': _cache_key(cfg, grid), 'frames': frames}, cache)
+        save_frames(cache, {'seeds': seeds, 'settings': _cache_key(cfg, grid), 'frames': frames})
     return frames
 
 
