@@ -308,7 +308,7 @@ def _prepare_one(seed: int, settings, max_expressions: int, grid: int, dense: bo
 
 def prepare_frames(seeds: list[int], cfg: TrainConfig, cache: Path | None,
                    desc: str, progress: bool, grid: int = 0) -> list[MarkedScene]:
-    """Marked frames for ``seeds`` (cached to ``cache`` as a torch file)."""
+    """Marked frames for ``seeds`` (cached to ``cache``: training/frames_cache.py)."""
     blob = load_frames(cache) if cache is not None else None
     if blob and blob.get('seeds') == seeds and blob.get('settings') == _cache_key(cfg, grid):
         return blob['frames']
