@@ -30,17 +30,19 @@ def _peak_in_child(write, blob: dict, path: Path) -> dict:
     """Fork, write, and report the child's peak RSS above its RSS at the fork."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        start = _rss_mb()
-        t0 = time.perf_counter()
-        write(blob, path)
-        wall = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
-        os.write(write_fd, json.dumps({'extra_mb': round(peak - start, 1),
-                                       'wall_s': round(wall, 2),
-                                       'file_mb': round(path.stat().st_size / 1e6, 1)}).encode())
-        os._exit(0)
+    if pid == 0:  # child: never returns into the parent's code, even when the write fails
+        try:
+            os.close(read_fd)
+            start = _rss_mb()
+            t0 = time.perf_counter()
+            write(blob, path)
+            wall = time.perf_counter() - t0
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
+            os.write(write_fd, json.dumps({
+                'extra_mb': round(peak - start, 1), 'wall_s': round(wall, 2),
+                'file_mb': round(path.stat().st_size / 1e6, 1)}).encode())
+        finally:
+            os._exit(0)
     os.close(write_fd)
     os.waitpid(pid, 0)
     with os.fdopen(read_fd) as fh:

@@ -42,7 +42,7 @@ from spatial_llava_ros.training.frames_cache import load_frames
 from spatial_llava_ros.training.packing import Packer, answer_loss, grounding_example
 from spatial_llava_ros.training.renumber import renumber_dense, shuffled_ids
 from spatial_llava_ros.training.synthetic import SomSettings, training_frame
-from spatial_llava_ros.training.synthetic import keep_relations as only_relations  # noqa: I001
+from spatial_llava_ros.training.synthetic import keep_relations as only_relations
 from spatial_llava_ros.training.trainer import vocabulary_texts
 
 
