@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from spatial_llava_ros.errors import ResolveError
+from spatial_llava_ros.errors import InputError, ResolveError
 from spatial_llava_ros.marks import Mark, MarkedFrame
 from spatial_llava_ros.marks.placement import label_rect, label_style, place_labels
 from spatial_llava_ros.marks.render import STYLES, draw_marks
@@ -45,6 +45,38 @@ def test_label_moves_off_another_label():
     overlap_y = min(ra[3], rb[3]) - max(ra[1], rb[1])
     assert overlap_x <= 0 or overlap_y <= 0
     assert b[anchors[1][1], anchors[1][0]]
+
+
+def _covered(rect: tuple, mask: np.ndarray) -> int:
+    x0, y0, x1, y1 = rect
+    return int(mask[y0:y1, x0:x1].sum())
+
+
+def test_beside_labels_leave_their_objects_visible():
+    h, w = 240, 320
+    a = np.zeros((h, w), bool)
+    a[100:130, 100:130] = True  # two small objects a little apart
+    b = np.zeros((h, w), bool)
+    b[105:135, 170:200] = True
+    style = label_style(h, w, 40)  # digits as large as the objects
+    boxes = [(100, 100, 130, 130), (170, 105, 200, 135)]
+    inside = place_labels([a, b], boxes, ['1', '12'], style)
+    beside = place_labels([a, b], boxes, ['1', '12'], style, placement='beside')
+    rects = [label_rect(anc, t, style, (h, w)) for anc, t in zip(beside, ['1', '12'])]
+    assert _covered(label_rect(inside[0], '1', style, (h, w)), a) > 0  # interior hides it
+    assert _covered(rects[0], a | b) == 0 and _covered(rects[1], a | b) == 0
+    overlap_x = min(rects[0][2], rects[1][2]) - max(rects[0][0], rects[1][0])
+    overlap_y = min(rects[0][3], rects[1][3]) - max(rects[0][1], rects[1][1])
+    assert overlap_x < 0 or overlap_y < 0  # apart, not touching: "1" by "12" is not "112"
+    for (x0, y0, x1, y1), (bx0, by0, bx1, by1) in zip(rects, boxes):  # next to its object
+        assert max(bx0 - x1, x0 - bx1, by0 - y1, y0 - by1) <= 2
+
+
+def test_unknown_placement_is_a_clear_error():
+    mask = np.zeros((50, 50), bool)
+    mask[10:20, 10:20] = True
+    with pytest.raises(InputError, match='label_placement'):
+        place_labels([mask], [(10, 10, 20, 20)], ['1'], label_style(50, 50), placement='above')
 
 
 @pytest.mark.parametrize('size', [(480, 640), (720, 1280), (240, 320), (1080, 1920)])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 
 from spatial_llava_ros.errors import InputError
 from spatial_llava_ros.marks.params import ColorSegmentParams, DepthSegmentParams
+from spatial_llava_ros.marks.placement import check_placement
 from spatial_llava_ros.marks.render import check_style
 
 
@@ -29,6 +30,7 @@ class MarkerConfig:
     overlap_drop: float = 0.7
     centroid_trim: float = 0.1  # trimmed mean per axis; 0.5 = median
     text_height_336: float = 14.0  # digit height in px after the model's resize to 336
+    label_placement: str = 'interior'  # interior | beside (marks/placement.py)
     tint_alpha: float = 0.35
     id_reuse_timeout_s: float = 5.0
     track_min_iou: float = 0.2
@@ -43,6 +45,7 @@ class MarkerConfig:
 
     def __post_init__(self) -> None:
         check_style(self.style)
+        check_placement(self.label_placement)
         if self.min_area < 1 or self.max_marks < 1:
             raise InputError(f'min_area and max_marks must be >= 1, got {self.min_area}, '
                              f'{self.max_marks}')

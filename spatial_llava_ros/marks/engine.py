@@ -97,7 +97,7 @@ class MarkEngine:
         order = sorted(range(len(kept)), key=lambda i: ids[i])
         style = label_style(h, w, cfg.text_height_336)
         anchors = place_labels([kept[i].mask for i in order], [boxes[i] for i in order],
-                               [str(ids[i]) for i in order], style)
+                               [str(ids[i]) for i in order], style, cfg.label_placement)
         marks = []
         for a, i in zip(anchors, order):
             p = kept[i]

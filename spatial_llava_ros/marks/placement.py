@@ -1,8 +1,11 @@
 """Where each number goes and how big it is.
 
-The number sits at the most interior point of its mask (the maximum of the distance
-transform) so it is read as belonging to that object, and moves to the next most
-interior free spot when it would cover another number. Its size follows the image so
+``interior`` (the default): the number sits at the most interior point of its mask (the
+maximum of the distance transform) so it is read as belonging to that object, and moves to
+the next most interior free spot when it would cover another number. ``beside``: the number
+sits just outside its object's box, where it covers the fewest object pixels and no other
+number, so that a label as large as the object does not hide what the query names (its
+category and colour; docs/training.md, "Towards 85%", row 55). Its size follows the image so
 that it is still legible after the model's resize to 336x336.
 """
 
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from spatial_llava_ros.errors import InputError
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 MODEL_SIDE = 336  # LLaVA-1.5's CLIP input side
@@ -82,17 +87,81 @@ def interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
     return out
 
 
+PLACEMENTS = ('interior', 'beside')
+
+
+def check_placement(placement: str) -> None:
+    if placement not in PLACEMENTS:
+        raise InputError(f'label_placement must be one of {list(PLACEMENTS)}, got {placement!r}')
+
+
+def beside_candidates(box: tuple[int, int, int, int], size: tuple[int, int],
+                      shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """Anchors whose label touches ``box`` from outside: above, below, left, right, then the
+    corners, then the box centre (an object filling the frame), then a ring half a label
+    further out (a crowded spot)."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    out = []
+    for extra in (0, h // 2):
+        ax, bx = x0 - w // 2 - 1 - extra, x1 + w // 2 + 1 + extra
+        ay, by = y0 - h // 2 - 1 - extra, y1 + h // 2 + 1 + extra
+        out += [(cx, ay), (cx, by), (ax, cy), (bx, cy), (ax, ay), (bx, ay), (ax, by), (bx, by)]
+        out += [(x0 + w // 2, ay), (x1 - w // 2, ay), (x0 + w // 2, by), (x1 - w // 2, by)]
+        if not extra:
+            out.append((cx, cy))
+    return out
+
+
+def _box_sum(integral: np.ndarray, rect: tuple) -> int:
+    x0, y0, x1, y1 = rect
+    return int(integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0])
+
+
+def _place_beside(masks: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
+                  texts: list[str], style: LabelStyle, order: list[int]
+                  ) -> list[tuple[int, int]]:
+    shape = masks[0].shape
+    occupied = np.zeros(shape, np.int32)
+    for m in masks:
+        occupied |= m.astype(bool)
+    integral = cv2.integral(occupied.astype(np.uint8))
+    anchors: list[tuple[int, int]] = [(0, 0)] * len(masks)
+    placed: list[tuple] = []
+    for i in order:
+        size = style.text_size(texts[i])
+        gap = max(2, size[1] // 3)  # "1" touching "3" would read as 13
+        best, best_cost = (0, 0), None
+        for rank, cand in enumerate(beside_candidates(boxes[i], size, shape)):
+            rect = _rect(cand, size, shape)
+            near = (rect[0] - gap, rect[1] - gap, rect[2] + gap, rect[3] + gap)
+            # another label hidden or touched costs most, then object pixels, then distance
+            cost = (4 * sum(_overlap_area(near, other) for other in placed)
+                    + _box_sum(integral, rect) + rank)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = cand, cost
+        x0, y0, _, _ = _rect(best, size, shape)  # the anchor of the label as drawn (clipped)
+        anchors[i] = (x0 + size[0] // 2, y0 + size[1] // 2)
+        placed.append(_rect(anchors[i], size, shape))
+    return anchors
+
+
 def place_labels(masks: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
-                 texts: list[str], style: LabelStyle) -> list[tuple[int, int]]:
+                 texts: list[str], style: LabelStyle, placement: str = 'interior'
+                 ) -> list[tuple[int, int]]:
     """One anchor (u, v) per mask; labels do not overlap where the masks leave room.
 
     Small masks choose first: they have the fewest good spots.
     """
+    check_placement(placement)
     shape = masks[0].shape if masks else (0, 0)
     anchors: list[tuple[int, int] | None] = [None] * len(masks)
     placed: list[tuple] = []
     order = sorted(range(len(masks)), key=lambda i: (boxes[i][2] - boxes[i][0])
                    * (boxes[i][3] - boxes[i][1]))
+    if placement == 'beside' and masks:
+        return _place_beside(masks, boxes, texts, style, order)
     for i in order:
         size = style.text_size(texts[i])
         cands = interior_candidates(masks[i], boxes[i], stride=max(2, min(size) // 2))

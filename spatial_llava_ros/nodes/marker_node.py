@@ -82,6 +82,7 @@ class MarkerNode(Node):
         config = MarkerConfig(
             proposals=param(self, 'proposals'), style=param(self, 'style'),
             text_height_336=param(self, 'text_height_336'),
+            label_placement=param(self, 'label_placement'),
             min_area=param(self, 'min_area'), max_marks=param(self, 'max_marks'),
             centroid_trim=param(self, 'centroid_trim'),
             sam_path=param(self, 'sam_path') or None)

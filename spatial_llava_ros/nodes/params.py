@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from spatial_llava_ros.errors import InputError
+from spatial_llava_ros.marks.placement import PLACEMENTS
 
 PROPOSAL_SOURCES = ('depth', 'color', 'detections', 'sam')
 MARK_STYLES = ('number', 'contour', 'box', 'tint')
@@ -82,6 +83,9 @@ MARKER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec('text_height_336', 20.0, "digit height in px after the model's resize to 336; "
               "match the model's som_settings.json (20 for the shipped model)", 6.0, 48.0,
               read_only=True),
+    ParamSpec('label_placement', 'interior', "where numbers go: interior (on the object) | "
+              "beside (next to it); match the model's som_settings.json",
+              choices=PLACEMENTS, read_only=True),
     ParamSpec('min_area', 120, 'smallest mask kept, pixels', 1, 1_000_000, read_only=True),
     ParamSpec('max_marks', 40, 'most marks per frame', 1, 99, read_only=True),
     ParamSpec('centroid_trim', 0.1, 'trimmed-mean fraction for 3D centroids (0.5 = median)',

@@ -56,6 +56,7 @@ class DataConfig:
     text_height_336: float = 40.0  # mark digit height after a resize to 336 px
     mark_style: str = 'number'
     proposals: str = 'depth'
+    label_placement: str = 'interior'  # interior | beside: where numbers go (marks/placement.py)
     kinds: list[str] = field(default_factory=lambda: ['grounding'])  # + conversation
     free_per_frame: int = 0  # free-form turns (reason, attribute, yes/no) per frame and step
     vsr_frames: int = 0  # unmarked frames per step with true/false captions (VSR wording)
@@ -164,6 +165,9 @@ class TrainConfig:
             if unknown or not self.data.relations:
                 raise InputError(f'data.relations: unknown {unknown or "(empty list)"}; '
                                  f'choose from {", ".join(RELATIONS)}')
+        from spatial_llava_ros.marks.placement import check_placement
+
+        check_placement(self.data.label_placement)
         if self.data.source not in ('synthetic', 'json'):
             raise InputError(f'data.source must be synthetic or json, got {self.data.source!r}')
         if self.data.source == 'json' and not self.data.json_path:

@@ -30,11 +30,12 @@ class SomSettings:
     text_height_336: float = 14.0
     mark_style: str = 'number'
     proposals: str = 'depth'
+    label_placement: str = 'interior'
 
     def marker_kwargs(self) -> dict:
         """Keyword arguments for ``marks.mark_frame`` / ``MarkerConfig``."""
         return {'style': self.mark_style, 'text_height_336': self.text_height_336,
-                'proposals': self.proposals}
+                'proposals': self.proposals, 'label_placement': self.label_placement}
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / SETTINGS_FILE
@@ -147,7 +148,7 @@ def settings_from_data(data_cfg) -> SomSettings:
     """SomSettings from a training DataConfig."""
     return SomSettings(int(data_cfg.scene_width), int(data_cfg.scene_height),
                        float(data_cfg.text_height_336), str(data_cfg.mark_style),
-                       str(data_cfg.proposals))
+                       str(data_cfg.proposals), str(data_cfg.label_placement))
 
 
 def keep_relations(frames: list[MarkedScene], relations: list[str]) -> None:
