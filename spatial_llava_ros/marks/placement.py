@@ -95,8 +95,8 @@ def check_placement(placement: str) -> None:
         raise InputError(f'label_placement must be one of {list(PLACEMENTS)}, got {placement!r}')
 
 
-def beside_candidates(box: tuple[int, int, int, int], size: tuple[int, int],
-                      shape: tuple[int, int]) -> list[tuple[int, int]]:
+def beside_candidates(box: tuple[int, int, int, int], size: tuple[int, int]
+                      ) -> list[tuple[int, int]]:
     """Anchors whose label touches ``box`` from outside: above, below, left, right, then the
     corners, then the box centre (an object filling the frame), then a ring half a label
     further out (a crowded spot)."""
@@ -123,27 +123,25 @@ def _place_beside(masks: list[np.ndarray], boxes: list[tuple[int, int, int, int]
                   texts: list[str], style: LabelStyle, order: list[int]
                   ) -> list[tuple[int, int]]:
     shape = masks[0].shape
-    occupied = np.zeros(shape, np.int32)
-    for m in masks:
-        occupied |= m.astype(bool)
+    occupied = np.logical_or.reduce([m.astype(bool) for m in masks])
     integral = cv2.integral(occupied.astype(np.uint8))
     anchors: list[tuple[int, int]] = [(0, 0)] * len(masks)
     placed: list[tuple] = []
     for i in order:
         size = style.text_size(texts[i])
         gap = max(2, size[1] // 3)  # "1" touching "3" would read as 13
-        best, best_cost = (0, 0), None
-        for rank, cand in enumerate(beside_candidates(boxes[i], size, shape)):
+        best, best_cost = None, None
+        for rank, cand in enumerate(beside_candidates(boxes[i], size)):
             rect = _rect(cand, size, shape)
             near = (rect[0] - gap, rect[1] - gap, rect[2] + gap, rect[3] + gap)
             # another label hidden or touched costs most, then object pixels, then distance
             cost = (4 * sum(_overlap_area(near, other) for other in placed)
                     + _box_sum(integral, rect) + rank)
             if best_cost is None or cost < best_cost:
-                best, best_cost = cand, cost
-        x0, y0, _, _ = _rect(best, size, shape)  # the anchor of the label as drawn (clipped)
-        anchors[i] = (x0 + size[0] // 2, y0 + size[1] // 2)
-        placed.append(_rect(anchors[i], size, shape))
+                best, best_cost = rect, cost
+        # the anchor of the label as drawn (clipped into the image): label_rect gives it back
+        anchors[i] = (best[0] + size[0] // 2, best[1] + size[1] // 2)
+        placed.append(best)
     return anchors
 
 
