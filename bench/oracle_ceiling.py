@@ -16,35 +16,24 @@ validation frames of an oracle frames cache:
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 from pathlib import Path
 
 import torch
+from dense_ceiling import color_ceiling  # bench/: the same ceiling on a model's heads
 
-from spatial_llava_ros.scene.catalog import CATEGORIES, COLORS
 from spatial_llava_ros.training.dense import HEAD_NAMES
 
 
 def ceilings(frames) -> dict[str, float]:
-    cats, cols = list(CATEGORIES), list(COLORS)
-    ci, ki, mi = (HEAD_NAMES.index(h) for h in ('category', 'color', 'mark'))
+    mi = HEAD_NAMES.index('mark')
     n = on_patch = n_color = majority = missing = 0
     for f in frames:
         d = f.dense.marked
-        for query, mark, rel in f.queries:
-            n += 1
-            on_patch += bool((d[mi] == mark).any())
-            if rel != 'color':
-                continue
-            words = query.split()  # "the COLOUR CATEGORY WORDS"
-            c, k = cats.index('_'.join(words[2:])) + 1, cols.index(words[1]) + 1
-            marks = [m for m in d[mi][(d[ci] == c) & (d[ki] == k)].tolist() if m > 0]
-            n_color += 1
-            if not marks:
-                missing += 1
-            else:
-                majority += collections.Counter(marks).most_common(1)[0][0] == mark
+        n += len(f.queries)
+        on_patch += sum(bool((d[mi] == mark).any()) for _, mark, _ in f.queries)
+        k, right, none = color_ceiling(d, f.queries)
+        n_color, majority, missing = n_color + k, majority + right, missing + none
     return {'queries': n, 'mark_on_a_patch': round(on_patch / n, 3),
             'color_queries': n_color, 'color_majority': round(majority / n_color, 3),
             'color_no_patch': round(missing / n_color, 3)}
