@@ -179,3 +179,25 @@ def test_reading_targets_point_at_the_drawn_numbers(two_step_run):
             assert loaded.tokenizer.convert_ids_to_tokens(tok) == str(mark)[0]
     assert sum(white_at_mark) / len(white_at_mark) > 3 * sum(white_elsewhere) / len(
         white_elsewhere)
+
+
+def test_vision_lr_scale_puts_the_tower_in_its_own_groups():
+    from transformers import LlavaForConditionalGeneration
+
+    from spatial_llava_ros.model.tiny import tiny_config as llava_config
+    from spatial_llava_ros.training.trainer import _param_groups, _trainable
+
+    cfg = tiny_config('unused', vision='train', vision_lr_scale=0.1)
+    shape = {'image_size': 32, 'patch_size': 8, 'vision_hidden': 32, 'vision_layers': 1,
+             'text_hidden': 32, 'text_layers': 1, 'heads': 2}
+    model, llava = _trainable(LlavaForConditionalGeneration(llava_config(40, 39, **shape)), cfg)
+    groups = _param_groups(model, cfg)
+    tower = {id(p) for p in llava.model.vision_tower.parameters()}
+    for g in groups:
+        in_tower = {id(p) in tower for p in g['params']}
+        assert len(in_tower) == 1  # a group is all tower or none of it
+        assert g['lr'] == pytest.approx(cfg.lr * (0.1 if in_tower.pop() else 1.0))
+    assert sum(len(g['params']) for g in groups) == sum(
+        p.requires_grad for p in model.parameters())
+    with pytest.raises(InputError, match='vision_lr_scale'):
+        tiny_config('unused', vision_lr_scale=0)

@@ -84,6 +84,9 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     lm: str = 'full'  # full | lora | frozen
     vision: str = 'train'  # train | frozen  (frozen is the LLaVA recipe; train for scratch)
+    # the vision tower's learning rate as a share of lr (vision: train), e.g. 0.1 to let a
+    # pretrained tower move slowly under a language model that already reads it
+    vision_lr_scale: float = 1.0
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -152,6 +155,8 @@ class TrainConfig:
             raise InputError(f'distributed must be ddp or fsdp, got {self.distributed!r}')
         if self.lr <= 0:
             raise InputError(f'lr must be > 0, got {self.lr}')
+        if self.vision_lr_scale <= 0:
+            raise InputError(f'vision_lr_scale must be > 0, got {self.vision_lr_scale}')
         if self.dense_head_weights:
             from spatial_llava_ros.training.dense import head_weights
 

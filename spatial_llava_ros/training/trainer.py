@@ -125,6 +125,22 @@ def _trainable(model, cfg: TrainConfig):
     return model, llava
 
 
+def _param_groups(module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norms; the vision tower at
+    ``lr * vision_lr_scale`` (LambdaLR scales each group's own base rate)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            groups.setdefault(('vision_tower' in name, p.ndim >= 2), []).append(p)
+    out = []
+    # decay first, as the checkpoints written before the vision groups expect
+    for (vision, decay), ps in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1])):
+        scale = cfg.vision_lr_scale if vision else 1.0
+        out.append({'params': ps, 'weight_decay': cfg.weight_decay if decay else 0.0,
+                    'lr': cfg.lr * scale})
+    return out
+
+
 def _lr_lambda(cfg: TrainConfig):
     def fn(step: int) -> float:
         if step < cfg.warmup_steps:
@@ -590,10 +606,7 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
     # (the last one gets no gradient when the tower trains), heads idle on some batches
     wrapped = dist.wrap(step_module, cfg.distributed, env, device, find_unused=True)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
-                             {'params': no_decay, 'weight_decay': 0.0}], lr=cfg.lr)
+    opt = torch.optim.AdamW(_param_groups(wrapped, cfg), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     if state is not None:
         if state.get('format') == ckpt.FORMAT:
