@@ -40,14 +40,18 @@ def failure_modes(model: Path, seeds: list[int]) -> dict:
     settings = SomSettings.for_model(model)
     resolver = Resolver.from_pretrained(model)
     per: dict[str, Counter] = defaultdict(Counter)
+    per_cat: dict[str, Counter] = defaultdict(Counter)
     for seed in seeds:
         ms = marked_scene(seed, settings, max_expressions=16, keep=True)
         exprs = [e for e in ms.scene.expressions if e.target_id in ms.marks_of]
         if not exprs:
             continue
         results = resolver.score_batch(ms.image, ms.mark_ids, [e.text for e in exprs])
+        category = {o.instance_id: o.category for o in ms.scene.objects}
         for e, res in zip(exprs, results):
-            per[e.relation][classify(ms, e, res.best_id)] += 1
+            kind = classify(ms, e, res.best_id)
+            per[e.relation][kind] += 1
+            per_cat[category[e.target_id]][kind] += 1
         resolver.forget_frames()
     total: Counter = Counter()
     for c in per.values():
@@ -56,7 +60,11 @@ def failure_modes(model: Path, seeds: list[int]) -> dict:
     return {'model': str(model), 'seeds': f'{min(seeds)}:{max(seeds) + 1}',
             'all': share, 'counts': dict(total),
             'per_relation': {r: {k: round(v / sum(c.values()), 3) for k, v in sorted(c.items())}
-                             for r, c in sorted(per.items())}}
+                             for r, c in sorted(per.items())},
+            'per_target_category': {
+                k: {'n': sum(c.values()), 'correct': round(c['correct'] / sum(c.values()), 3),
+                    'other_category': round(c['other_category'] / sum(c.values()), 3)}
+                for k, c in sorted(per_cat.items())}}
 
 
 def main() -> None:
