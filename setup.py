@@ -31,7 +31,9 @@ EXTRAS = {
     # the remote resolver's client (openai), and `transformers serve` for its tests and for
     # serving a checkpoint without vLLM (transformers[serving] without the torch it repeats)
     'serve': ['openai>=1.98', 'fastapi>=0.110', 'uvicorn>=0.29', 'starlette', 'rich'],
-    'dev': ['pytest>=8', 'hypothesis>=6.100', 'ruff>=0.6'],
+    # scikit-image: its bundled real photographs and Middlebury stereo pair (with disparity)
+    # are the real frames of the marks property tests (test/real_frames.py)
+    'dev': ['pytest>=8', 'hypothesis>=6.100', 'ruff>=0.6', 'scikit-image>=0.25'],
 }
 EXTRAS['all'] = sorted({dep for name, deps in EXTRAS.items() if name != 'gpu' for dep in deps})
 

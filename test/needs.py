@@ -14,7 +14,7 @@ import pytest
 
 # the pip extra that brings each optional module (setup.py EXTRAS)
 EXTRA_OF = {'pocketsphinx': 'speech', 'silero_vad': 'speech', 'peft': 'train',
-            'trl': 'train', 'datasets': 'train', 'accelerate': 'train'}
+            'trl': 'train', 'datasets': 'train', 'accelerate': 'train', 'skimage': 'dev'}
 
 
 def missing(*modules: str) -> list[str]:

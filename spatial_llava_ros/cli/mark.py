@@ -35,7 +35,12 @@ def register(subparsers) -> None:
     parser.add_argument('--sam-path', default=None, help='local SAM checkpoint directory')
     parser.add_argument('--max-marks', type=int, default=40)
     parser.add_argument('--min-area', type=int, default=120, help='pixels')
-    parser.add_argument('--json', action='store_true', help='print the marks as JSON')
+    parser.add_argument('--placement', default='auto', choices=('auto', 'interior', 'beside'),
+                        help='where numbers go: auto (default; on the object unless the '
+                             'number would hide a third of it, then beside, with a leader '
+                             'line when further out; labels never touch), interior, beside')
+    parser.add_argument('--json', action='store_true',
+                        help='print the marks as JSON (each with its label_rect and leader)')
     parser.set_defaults(func=run)
 
 
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     marked = mark_frame(image, depth, intrinsics, detections=detections, rgb_encoding=encoding,
                         depth_encoding=depth_enc, proposals=proposals, style=args.style,
                         sam_path=args.sam_path, max_marks=args.max_marks,
-                        min_area=args.min_area)
+                        min_area=args.min_area, label_placement=args.placement)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

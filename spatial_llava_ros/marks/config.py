@@ -30,7 +30,7 @@ class MarkerConfig:
     overlap_drop: float = 0.7
     centroid_trim: float = 0.1  # trimmed mean per axis; 0.5 = median
     text_height_336: float = 14.0  # digit height in px after the model's resize to 336
-    label_placement: str = 'interior'  # interior | beside (marks/placement.py)
+    label_placement: str = 'interior'  # interior | beside | auto (marks/placement.py)
     tint_alpha: float = 0.35
     id_reuse_timeout_s: float = 5.0
     track_min_iou: float = 0.2

@@ -14,7 +14,7 @@ from spatial_llava_ros.marks.config import MarkerConfig
 from spatial_llava_ros.marks.detections import normalize_detections
 from spatial_llava_ros.marks.filtering import filter_proposals, mask_box
 from spatial_llava_ros.marks.inputs import prepare
-from spatial_llava_ros.marks.placement import label_style, place_labels
+from spatial_llava_ros.marks.placement import label_style, layout_labels
 from spatial_llava_ros.marks.proposals import make_source
 from spatial_llava_ros.marks.render import draw_marks
 from spatial_llava_ros.marks.tracker import MarkTracker
@@ -96,16 +96,25 @@ class MarkEngine:
         h, w = frame.rgb.shape[:2]
         order = sorted(range(len(kept)), key=lambda i: ids[i])
         style = label_style(h, w, cfg.text_height_336)
-        anchors = place_labels([kept[i].mask for i in order], [boxes[i] for i in order],
+        layout = layout_labels([kept[i].mask for i in order], [boxes[i] for i in order],
                                [str(ids[i]) for i in order], style, cfg.label_placement)
         marks = []
-        for a, i in zip(anchors, order):
+        dropped = []
+        for k, i in enumerate(order):
+            if layout.anchors[k] is None:
+                dropped.append(ids[i])
+                continue
             p = kept[i]
-            marks.append(Mark(mark_id=ids[i], mask=p.mask, box=boxes[i], anchor=a,
+            marks.append(Mark(mark_id=ids[i], mask=p.mask, box=boxes[i],
+                              anchor=layout.anchors[k],
                               pixel_count=int(p.mask[boxes[i][1]:boxes[i][3],
                                                      boxes[i][0]:boxes[i][2]].sum()),
                               centroid=centroids[i],
-                              score=float(p.score), label=p.label))
+                              score=float(p.score), label=p.label,
+                              label_rect=layout.rects[k], leader=layout.leaders[k]))
+        if dropped:
+            notes.append(f'{len(dropped)} mark(s) dropped, no free place for their number '
+                         f'(labels never touch or hide an object): {dropped}')
         if not marks and not notes:
             notes.append('no object proposals in this frame')
         image = draw_marks(frame.rgb, marks, cfg.style, style, cfg.tint_alpha)

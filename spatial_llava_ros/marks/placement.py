@@ -5,7 +5,11 @@ maximum of the distance transform) so it is read as belonging to that object, an
 the next most interior free spot when it would cover another number. ``beside``: the number
 sits just outside its object's box, where it covers the fewest object pixels and no other
 number, so that a label as large as the object does not hide what the query names (its
-category and colour; docs/training.md, "Towards 85%", row 55). Its size follows the image so
+category and colour; docs/training.md, "Towards 85%", row 55). ``auto`` (``layout_labels``):
+interior where the label covers at most a third of its mask, else beside, and never a label
+touching another (a gap of at least ``min_gap``) or hiding more than ``MAX_HIDDEN`` of any
+mask; a label with no such place goes to the nearest free place further out, with a thin
+leader line to its object, or its mark is dropped with a note. Its size follows the image so
 that it is still legible after the model's resize to 336x336.
 """
 
@@ -87,7 +91,10 @@ def interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
     return out
 
 
-PLACEMENTS = ('interior', 'beside')
+PLACEMENTS = ('interior', 'beside', 'auto')
+AUTO_COVER = 1 / 3  # auto: a label larger than this share of its mask goes beside
+MAX_HIDDEN = 0.45  # auto: labels may hide at most this share of any mask (leaders: a little)
+RINGS = 4  # auto: how many rings of half a label further out to search for a free place
 
 
 def check_placement(placement: str) -> None:
@@ -180,3 +187,155 @@ def label_rect(anchor: tuple[int, int], text: str, style: LabelStyle,
                shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """The rectangle the drawn label occupies (x0, y0, x1, y1), for drawing and tests."""
     return _rect(anchor, style.text_size(text), shape)
+
+
+@dataclass
+class LabelLayout:
+    """Where each label of a frame goes: ``anchors[i]`` None = mark i dropped (no free
+    place); ``leaders[i]`` = ((u0, v0), (u1, v1)), a line from the label to its mask when
+    the label sits off it (``auto`` only)."""
+
+    anchors: list[tuple[int, int] | None]
+    leaders: list[tuple[tuple[int, int], tuple[int, int]] | None]
+    rects: list[tuple[int, int, int, int] | None]
+
+
+def min_gap(size: tuple[int, int]) -> int:
+    """Clearance between two labels: "1" touching "3" would read as 13."""
+    return max(2, size[1] // 6)
+
+
+def layout_labels(masks: list[np.ndarray], boxes: list[tuple[int, int, int, int]],
+                  texts: list[str], style: LabelStyle, placement: str = 'interior'
+                  ) -> LabelLayout:
+    """``place_labels`` with leaders and drops: the engine's entry point."""
+    check_placement(placement)
+    shape = masks[0].shape if masks else (0, 0)
+    if placement != 'auto' or not masks:
+        anchors = place_labels(masks, boxes, texts, style, placement)
+        return LabelLayout(list(anchors), [None] * len(masks),
+                           [label_rect(a, t, style, shape) for a, t in zip(anchors, texts)])
+    return _layout_auto(masks, boxes, texts, style)
+
+
+def _ring_candidates(box: tuple[int, int, int, int], size: tuple[int, int]
+                     ) -> list[tuple[int, int]]:
+    """Anchors on rings further out than ``beside_candidates``, nearest ring first."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    out = []
+    for ring in range(1, RINGS + 1):
+        extra = ring * max(2, h // 2) + h // 2
+        ax, bx = x0 - w // 2 - 1 - extra, x1 + w // 2 + 1 + extra
+        ay, by = y0 - h // 2 - 1 - extra, y1 + h // 2 + 1 + extra
+        out += [(cx, ay), (cx, by), (ax, cy), (bx, cy), (ax, ay), (bx, ay), (ax, by), (bx, by)]
+    return out
+
+
+def _inside(rect: tuple, size: tuple[int, int]) -> bool:
+    """_rect clips into the image: a label that had to shrink or shift away is no place."""
+    return rect[2] - rect[0] == size[0] and rect[3] - rect[1] == size[1]
+
+
+def _leader(rect: tuple, mask: np.ndarray, box: tuple) -> tuple | None:
+    """A line from the label's edge to the nearest pixel of its mask, or None when the
+    label already touches the mask."""
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(mask[y0:y1, x0:x1])
+    if not len(xs):
+        return None
+    xs, ys = xs + x0, ys + y0
+    cx, cy = (rect[0] + rect[2] - 1) / 2, (rect[1] + rect[3] - 1) / 2
+    k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+    tx, ty = int(xs[k]), int(ys[k])
+    sx = min(max(tx, rect[0]), rect[2] - 1)
+    sy = min(max(ty, rect[1]), rect[3] - 1)
+    if abs(sx - tx) <= 2 and abs(sy - ty) <= 2:
+        return None
+    return (sx, sy), (tx, ty)
+
+
+class _AutoLayout:
+    """State of one ``auto`` layout: who owns each pixel, how much of each mask is hidden,
+    which rectangles are taken."""
+
+    def __init__(self, masks, boxes) -> None:
+        self.masks, self.boxes, self.n = masks, boxes, len(masks)
+        self.owner = np.zeros(masks[0].shape, np.int32)  # 1 + mask index (masks are disjoint)
+        for k, m in enumerate(masks):
+            self.owner[m.astype(bool)] = k + 1
+        self.areas = np.array([max(1, int(np.count_nonzero(m))) for m in masks], np.float64)
+        self.hidden = np.zeros(self.n, np.float64)
+        self.placed: list[tuple] = []
+
+    def try_place(self, i: int, rect: tuple, size: tuple[int, int]) -> tuple | None:
+        """(pixels the label and its leader hide per mask, the leader) for mask ``i``'s label
+        at ``rect``, or None where that place is not allowed."""
+        if not _inside(rect, size):
+            return None
+        g = min_gap(size)
+        near = (rect[0] - g, rect[1] - g, rect[2] + g, rect[3] + g)
+        if any(_overlap_area(near, other) for other in self.placed):
+            return None
+        x0, y0, x1, y1 = rect
+        cov = np.bincount(self.owner[y0:y1, x0:x1].ravel(), minlength=self.n + 1)[1:]
+        leader = None if cov[i] else _leader(rect, self.masks[i], self.boxes[i])
+        if leader is not None:
+            cov = cov + _line_cover(self.owner, leader, self.n)
+        if np.any(self.hidden + cov / self.areas > MAX_HIDDEN):
+            return None
+        return cov, leader
+
+    def choose(self, i: int, size: tuple[int, int]) -> tuple | None:
+        """(rect, cover, leader): on the mask when the label is small enough for it, else
+        beside it hiding the fewest object pixels, else the nearest free ring further out."""
+        shape = self.owner.shape
+        if size[0] * size[1] <= AUTO_COVER * self.areas[i]:
+            stride = max(2, min(size) // 2)
+            for cand in interior_candidates(self.masks[i], self.boxes[i], stride):
+                rect = _rect(cand, size, shape)
+                ok = self.try_place(i, rect, size)
+                if ok is not None:
+                    return (rect, *ok)
+        options = []
+        for rank, cand in enumerate(beside_candidates(self.boxes[i], size)):
+            rect = _rect(cand, size, shape)
+            ok = self.try_place(i, rect, size)
+            if ok is not None:
+                options.append((int(ok[0].sum()), rank, rect, ok))
+        if options:
+            _, _, rect, ok = min(options, key=lambda o: (o[0], o[1]))
+            return (rect, *ok)
+        for cand in _ring_candidates(self.boxes[i], size):
+            rect = _rect(cand, size, shape)
+            ok = self.try_place(i, rect, size)
+            if ok is not None:
+                return (rect, *ok)
+        return None
+
+
+def _layout_auto(masks, boxes, texts, style) -> LabelLayout:
+    n = len(masks)
+    state = _AutoLayout(masks, boxes)
+    layout = LabelLayout([None] * n, [None] * n, [None] * n)
+    order = sorted(range(n), key=lambda i: (boxes[i][2] - boxes[i][0])
+                   * (boxes[i][3] - boxes[i][1]))
+    for i in order:
+        choice = state.choose(i, style.text_size(texts[i]))
+        if choice is None:
+            continue  # dropped: no place keeps every label apart and every object visible
+        rect, cov, leader = choice
+        state.hidden += cov / state.areas
+        state.placed.append(rect)
+        layout.rects[i] = rect
+        layout.anchors[i] = ((rect[0] + rect[2]) // 2, (rect[1] + rect[3]) // 2)
+        layout.leaders[i] = leader
+    return layout
+
+
+def _line_cover(owner: np.ndarray, line: tuple, n: int) -> np.ndarray:
+    """Pixels per mask under a leader line as drawn (3 px: a dark edge under 1 px white)."""
+    canvas = np.zeros(owner.shape, np.uint8)
+    cv2.line(canvas, tuple(line[0]), tuple(line[1]), 1, 3, cv2.LINE_8)
+    return np.bincount(owner[canvas > 0], minlength=n + 1)[1:]

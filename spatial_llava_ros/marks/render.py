@@ -57,15 +57,20 @@ def draw_marks(rgb: np.ndarray, marks: list[Mark], style: str,
             cv2.drawContours(out, contours, -1, color, line, cv2.LINE_AA)
         elif style == 'box':
             cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, line, cv2.LINE_AA)
-    return draw_numbers(out, {m.mark_id: m.anchor for m in marks}, label, copy=False)
+    return draw_numbers(out, {m.mark_id: m.anchor for m in marks}, label, copy=False,
+                        leaders=[m.leader for m in marks if m.leader is not None])
 
 
 def draw_numbers(rgb: np.ndarray, anchors: dict[int, tuple[int, int]], label: LabelStyle,
-                 copy: bool = True) -> np.ndarray:
-    """Each number (mark id -> label anchor) drawn at its label; the trainer redraws a
+                 copy: bool = True, leaders: list | None = None) -> np.ndarray:
+    """Each number (mark id -> label anchor) drawn at its label, after the leader lines
+    (white on a dark edge, 1 px) of labels that sit off their object; the trainer redraws a
     frame's numbers shuffled with this (training/renumber.py)."""
     out = np.ascontiguousarray(rgb.copy()) if copy else rgb
     h, w = out.shape[:2]
+    for a, b in leaders or ():
+        cv2.line(out, tuple(a), tuple(b), (0, 0, 0), 3, cv2.LINE_8)
+        cv2.line(out, tuple(a), tuple(b), (255, 255, 255), 1, cv2.LINE_8)
     for mark_id, anchor in anchors.items():
         text = str(mark_id)
         rx0, ry0, rx1, ry1 = label_rect(anchor, text, label, (h, w))

@@ -27,6 +27,10 @@ class Mark:
     centroid: np.ndarray | None  # (3,) camera optical frame, metres; None = no valid depth
     score: float = 1.0  # proposal confidence
     label: str | None = None  # class label when an external detector supplied one
+    # the rectangle the number was drawn in (x0, y0, x1, y1; max exclusive), and the leader
+    # line ((u0, v0), (u1, v1)) from it to the mask when the number sits off its object
+    label_rect: tuple[int, int, int, int] | None = None
+    leader: tuple[tuple[int, int], tuple[int, int]] | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no mask): what the CLI prints and the nodes log."""
@@ -39,6 +43,9 @@ class Mark:
             else [round(float(v), 4) for v in self.centroid],
             'score': round(float(self.score), 4),
             'label': self.label,
+            'label_rect': None if self.label_rect is None else [int(v) for v in self.label_rect],
+            'leader': None if self.leader is None
+            else [[int(v) for v in p] for p in self.leader],
         }
 
 

@@ -84,7 +84,8 @@ MARKER_PARAMS: tuple[ParamSpec, ...] = (
               "match the model's som_settings.json (20 for the shipped model)", 6.0, 48.0,
               read_only=True),
     ParamSpec('label_placement', 'interior', "where numbers go: interior (on the object) | "
-              "beside (next to it); match the model's som_settings.json",
+              "beside (next to it) | auto (interior unless it would hide a third of the "
+              "object; labels never touch); match the model's som_settings.json",
               choices=PLACEMENTS, read_only=True),
     ParamSpec('min_area', 120, 'smallest mask kept, pixels', 1, 1_000_000, read_only=True),
     ParamSpec('max_marks', 40, 'most marks per frame', 1, 99, read_only=True),

@@ -56,7 +56,8 @@ class DataConfig:
     text_height_336: float = 40.0  # mark digit height after a resize to 336 px
     mark_style: str = 'number'
     proposals: str = 'depth'
-    label_placement: str = 'interior'  # interior | beside: where numbers go (marks/placement.py)
+    # interior | beside | auto: where numbers go (marks/placement.py)
+    label_placement: str = 'interior'
     kinds: list[str] = field(default_factory=lambda: ['grounding'])  # + conversation
     free_per_frame: int = 0  # free-form turns (reason, attribute, yes/no) per frame and step
     vsr_frames: int = 0  # unmarked frames per step with true/false captions (VSR wording)

@@ -39,9 +39,11 @@ def renumber_dense(dense: np.ndarray, new: dict[int, int]) -> np.ndarray:
 
 
 def renumbered_frame(rgb: np.ndarray, anchors: dict[int, tuple[int, int]],
-                     dense: DenseTargets | None, new: dict[int, int], label: LabelStyle
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+                     dense: DenseTargets | None, new: dict[int, int], label: LabelStyle,
+                     leaders: list | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The marked image redrawn from the unmarked ``rgb`` with each mark's number replaced
-    by ``new[mark]`` at its label anchor, and its marked dense targets to match."""
-    image = draw_numbers(rgb, {new[m]: a for m, a in anchors.items()}, label)
+    by ``new[mark]`` at its label anchor (leader lines as they were), and its marked dense
+    targets to match."""
+    image = draw_numbers(rgb, {new[m]: a for m, a in anchors.items()}, label,
+                         leaders=leaders)
     return image, (renumber_dense(dense.marked, new) if dense is not None else None)

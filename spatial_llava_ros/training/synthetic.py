@@ -69,6 +69,7 @@ class MarkedScene:
     unmatched: list[tuple[str, str]] = field(default_factory=list)  # (text, relation)
     marks_of: dict[int, int] = field(default_factory=dict)  # instance id -> mark id
     anchors: dict[int, tuple[int, int]] = field(default_factory=dict)  # mark id -> (u, v)
+    leaders: list = field(default_factory=list)  # label-to-object lines (placement auto)
     scene: object | None = None
     marked: object | None = None
     # Extras for a multi-task run (training_frame): the unmarked frame, per-patch targets,
@@ -99,7 +100,8 @@ def marked_scene(seed: int, settings: SomSettings, max_expressions: int = 16,
     out = MarkedScene(int(seed), marked.image, [m.mark_id for m in marked.marks],
                       marks_of=marks_of,
                       anchors={m.mark_id: (int(m.anchor[0]), int(m.anchor[1]))
-                               for m in marked.marks})
+                               for m in marked.marks},
+                      leaders=[m.leader for m in marked.marks if m.leader is not None])
     for expr in scene.expressions:
         if expr.target_id in marks_of:
             out.queries.append((expr.text, marks_of[expr.target_id], expr.relation))

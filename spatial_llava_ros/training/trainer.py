@@ -212,7 +212,8 @@ class FramePool:
 
         new = shuffled_ids(f.mark_ids, rng)
         label = label_style(*f.image.shape[:2], self.text_height)
-        image, dense = renumbered_frame(f.rgb, f.anchors, f.dense, new, label)
+        image, dense = renumbered_frame(f.rgb, f.anchors, f.dense, new, label,
+                                        getattr(f, 'leaders', None))
         return new, image, self.pixels(image), dense
 
     def batch(self, step: int, size: int, seed: int) -> list[Example]:
