@@ -95,6 +95,7 @@ PLACEMENTS = ('interior', 'beside', 'auto')
 AUTO_COVER = 1 / 3  # auto: a label larger than this share of its mask goes beside
 MAX_HIDDEN = 0.45  # auto: labels may hide at most this share of any mask (leaders: a little)
 RINGS = 4  # auto: how many rings of half a label further out to search for a free place
+MAX_LEADER = 2.0  # auto: the longest leader line, in label heights
 
 
 def check_placement(placement: str) -> None:
@@ -282,6 +283,9 @@ class _AutoLayout:
         cov = np.bincount(self.owner[y0:y1, x0:x1].ravel(), minlength=self.n + 1)[1:]
         leader = None if cov[i] else _leader(rect, self.masks[i], self.boxes[i])
         if leader is not None:
+            (u0, v0), (u1, v1) = leader
+            if (u1 - u0) ** 2 + (v1 - v0) ** 2 > (MAX_LEADER * size[1]) ** 2:
+                return None  # too far from its object to be read as its number
             cov = cov + _line_cover(self.owner, leader, self.n)
         if np.any(self.hidden + cov / self.areas > MAX_HIDDEN):
             return None
@@ -319,8 +323,9 @@ def _layout_auto(masks, boxes, texts, style) -> LabelLayout:
     n = len(masks)
     state = _AutoLayout(masks, boxes)
     layout = LabelLayout([None] * n, [None] * n, [None] * n)
-    order = sorted(range(n), key=lambda i: (boxes[i][2] - boxes[i][0])
-                   * (boxes[i][3] - boxes[i][1]))
+    # largest first (as Set-of-Mark numbers them): when the frame runs out of room, the marks
+    # left without a place are the small fragments, not the objects
+    order = sorted(range(n), key=lambda i: -int(state.areas[i]))
     for i in order:
         choice = state.choose(i, style.text_size(texts[i]))
         if choice is None:
