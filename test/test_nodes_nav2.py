@@ -99,6 +99,8 @@ def system(tmp_path_factory):
     robot.create_subscription(PoseStamped, 'goal_pose', goals.append, 10)
     results: list[SpatialResult] = []
     robot.create_subscription(SpatialResult, 'spatial_result', results.append, 100)
+    answer_images: list[Image] = []
+    robot.create_subscription(Image, 'answer_image', answer_images.append, 100)
     query_pub = robot.create_publisher(SpatialQuery, 'spatial_query', 100)
     executor = MultiThreadedExecutor(num_threads=6, context=context)
     executor.add_node(node)
@@ -142,7 +144,8 @@ def system(tmp_path_factory):
     client = ActionClient(robot, ResolveSpatialQuery, 'resolve_spatial_query')
     assert client.wait_for_server(timeout_sec=10.0)
     yield {'node': node, 'nav2': nav2, 'client': client, 'goals': goals, 'results': results,
-           'query_pub': query_pub}
+           'query_pub': query_pub, 'answer_images': answer_images, 'image': image,
+           'marked': marked}
     executor.shutdown()
     node.close()
     node.destroy_node()
@@ -165,6 +168,28 @@ def _resolve(system, text='the blue box'):
     handle = _wait(system['client'].send_goal_async(goal, feedback_callback=feedback.append))
     assert handle.accepted
     return _wait(handle.get_result_async()), [f.feedback for f in feedback]
+
+
+def test_the_answered_frame_is_published_with_the_chosen_mark_boxed(system):
+    system['nav2'].mode = 'succeed'
+    before = len(system['answer_images'])
+    result, _ = _resolve(system)
+    assert result.result.result.success, result.result.result.reason
+    deadline = time.monotonic() + 10.0
+    while len(system['answer_images']) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(system['answer_images']) > before, 'no answer_image within 10 s'
+    msg = system['answer_images'][-1]
+    sent = system['image']
+    assert (msg.width, msg.height, msg.encoding) == (sent.width, sent.height, 'rgb8')
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (sent.header.stamp.sec,
+                                                                 sent.header.stamp.nanosec)
+    assert msg.header.frame_id == scene.OPTICAL
+    got = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, 3)
+    chosen = system['marked'].mark(result.result.result.mark_id)
+    x0, y0, _x1, y1 = chosen.box
+    edge = got[(y0 + y1) // 2, x0]
+    assert edge[1] > 200 and edge[0] < 80 and edge[2] < 80  # the green box on its edge
 
 
 def test_navigation_succeeds_with_feedback_relayed(system):

@@ -97,23 +97,9 @@ def tiny_random_model() -> Path:
 
 def draw_answer(marked, outcome, query: str) -> np.ndarray:
     """The marked image with the chosen mark boxed in green and the query written on top."""
-    import cv2
+    from spatial_llava_ros.queries.answer_image import answer_image
 
-    image = marked.image.copy()
-    h, w = image.shape[:2]
-    if outcome.box is not None:
-        x0, y0, x1, y1 = outcome.box
-        cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), max(2, w // 200))
-    verdict = f'-> mark {outcome.mark_id} ({outcome.confidence:.2f})' if outcome.success \
-        else f'-> {outcome.code}'
-    text = f'"{query}" {verdict}'
-    scale = max(0.4, w / 1100)
-    thick = max(1, int(round(scale * 2)))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    cv2.rectangle(image, (0, 0), (min(w, tw + 12), th + base + 12), (0, 0, 0), -1)
-    cv2.putText(image, text, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                thick, cv2.LINE_AA)
-    return image
+    return answer_image(marked.image, outcome, query)
 
 
 def write_rgb(path: Path, rgb: np.ndarray) -> None:

@@ -109,6 +109,8 @@ RESOLVER_PARAMS: tuple[ParamSpec, ...] = (
     _topic('result_topic', 'spatial_result', 'spatial_llava_ros/SpatialResult out, one per query'),
     _topic('goal_topic', 'goal_pose', 'navigation goal out (geometry_msgs/PoseStamped)'),
     _topic('target_pose_topic', 'target_pose', 'manipulation target pose out (PoseStamped)'),
+    _topic('answer_image_topic', 'answer_image', "the answered frame out (rgb8): the chosen "
+           "mark boxed, the query and answer written on it; '' = off"),
     _topic('marked_image_topic', 'marked_image', 'marked image in (from the marker node)'),
     _topic('marks_topic', 'marks', 'MarkArray in (from the marker node)'),
     _topic('action_name', 'resolve_spatial_query', 'ResolveSpatialQuery action server'),

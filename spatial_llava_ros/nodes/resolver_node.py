@@ -56,8 +56,10 @@ from spatial_llava_ros.nodes.conversions import (
     decode_color,
     fill_message,
     mark_from_msg,
+    ns_to_stamp,
     pose_fields,
     result_fields,
+    rgb_image_fields,
     stamp_to_ns,
     transform_msg_to_matrix,
 )
@@ -79,6 +81,7 @@ from spatial_llava_ros.pipeline import (
     TransformUnavailableError,
 )
 from spatial_llava_ros.queries.answer import TARGET_POSE, JobAnswerer
+from spatial_llava_ros.queries.answer_image import answer_image, answered_frame
 from spatial_llava_ros.queries.jobs import (
     GOAL_ABORTED,
     GOAL_CANCELED,
@@ -172,6 +175,9 @@ class ResolverNode(LifecycleNode):
         # inactive is still answered (`not_active`), so every query gets its one result
         self._result_pub = self.create_publisher(
             SpatialResult, param(self, 'result_topic'), RESULT_QOS)
+        self._answer_image_pub = (self.create_publisher(
+            Image, param(self, 'answer_image_topic'), RESULT_QOS)
+            if param(self, 'answer_image_topic') else None)
         self._goal_pub = self.create_lifecycle_publisher(
             PoseStamped, param(self, 'goal_topic'), GOAL_QOS)
         self._target_pub = self.create_lifecycle_publisher(
@@ -320,9 +326,11 @@ class ResolverNode(LifecycleNode):
             if mf_sub is not None:
                 self.destroy_subscription(mf_sub.sub)
                 setattr(self, name, None)
-        if getattr(self, '_result_pub', None) is not None:
-            self.destroy_publisher(self._result_pub)
-            self._result_pub = None
+        for name in ('_result_pub', '_answer_image_pub'):
+            pub = getattr(self, name, None)
+            if pub is not None:
+                self.destroy_publisher(pub)
+                setattr(self, name, None)
         for name in ('_goal_pub', '_target_pub'):
             pub = getattr(self, name, None)
             if pub is not None:
@@ -422,6 +430,14 @@ class ResolverNode(LifecycleNode):
         pub = getattr(self, '_result_pub', None)
         if pub is not None:
             pub.publish(fill_message(SpatialResult(), result_fields(job.outcome, job.now_ns)))
+        image_pub = getattr(self, '_answer_image_pub', None)
+        frame = answered_frame(getattr(self, '_frames', None), job.outcome)
+        if image_pub is None or frame is None:
+            return
+        msg = fill_message(Image(), rgb_image_fields(answer_image(frame.image, job.outcome)))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(frame.stamp_ns)
+        msg.header.frame_id = frame.frame_id
+        image_pub.publish(msg)
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
