@@ -75,8 +75,8 @@ def filter_proposals(proposals: list[Proposal], shape: tuple[int, int],
     Near-duplicates (IoU >= ``duplicate_iou``) keep the higher score. Then, smallest
     first, each mask claims its pixels: an object on a table keeps its pixels and the
     table gets the rest. A mask left with less than ``1 - overlap_drop`` of itself or
-    fewer than ``min_area`` pixels is dropped. At most ``max_marks`` survive, by score
-    then size.
+    fewer than ``min_area`` pixels is dropped. At most ``max_marks`` survive, by score, then
+    by how much they look like a whole object (``ranking.objectness``), then size.
     """
     h, w = shape
     max_area = max_area_fraction * h * w
@@ -144,8 +144,12 @@ def filter_proposals(proposals: list[Proposal], shape: tuple[int, int],
         claimed[y0:y1, x0:x1] |= prop.mask[y0:y1, x0:x1]
         resolved.append(prop)
 
-    if len(resolved) > max_marks:
-        order = sorted(resolved, key=lambda p: (-p.score, -int(p.mask.sum())))  # rare path
+    if len(resolved) > max_marks:  # objects before fragments (ranking.py), then by size
+        from spatial_llava_ros.marks.ranking import objectness
+
+        rank = {id(p): objectness(p.mask, p.box, depth, border_margin) for p in resolved}
+        order = sorted(resolved, key=lambda p: (-p.score, -rank[id(p)], -int(p.mask.sum())))
         dropped['cap'] = len(resolved) - max_marks
-        resolved = order[:max_marks]
+        keep = {id(p) for p in order[:max_marks]}
+        resolved = [p for p in resolved if id(p) in keep]
     return resolved, dropped
