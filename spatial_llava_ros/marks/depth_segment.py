@@ -42,7 +42,7 @@ UP_CAMERA = np.array([0.0, -1.0, 0.0])  # optical frame: y points down
 class Plane:
     normal: np.ndarray  # (3,) unit, oriented towards the camera's "up" side
     offset: float  # n.p + offset = 0; offset = height of the camera above the plane
-    kind: str = 'other'  # floor | table | wall | other
+    kind: str = 'other'  # floor | ceiling | table | wall | other
     inliers: int = 0
 
 
@@ -152,6 +152,13 @@ def _classify(planes: list[Plane], p: DepthSegmentParams,
                   or not _has_points_behind(pl.normal, pl.offset, sample)]
     if horizontal:
         max(horizontal, key=lambda pl: pl.offset).kind = 'floor'
+    # a horizontal plane well above the camera with nothing beyond it is the ceiling: a
+    # camera that looks straight ahead sees it as a large region (issue 14); a shelf above
+    # the camera has things on it and stays a 'table'
+    for pl in planes:
+        if pl.kind == 'table' and pl.offset <= -p.min_floor_height_m and (
+                sample is None or not _has_points_behind(pl.normal, pl.offset, sample)):
+            pl.kind = 'ceiling'
 
 
 def _chromaticity(rgb_small: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -240,7 +247,7 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
                 foreign[i] = ~same_chroma | (~same_bright & (dists[i] > 0.25 * thr))
     background = np.zeros((h, w), bool)
     for i, pl in enumerate(planes):
-        if pl.kind == 'floor':
+        if pl.kind in ('floor', 'ceiling'):
             background |= inlier_maps[i]
     for i, pl in enumerate(planes):
         if pl.kind == 'wall':

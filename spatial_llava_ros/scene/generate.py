@@ -191,14 +191,18 @@ def min_visible_pixels(width: int, height: int) -> int:
 
 
 def sample_layout(rng: np.random.Generator, intrinsics: CameraIntrinsics,
-                  n_objects: int | None = None) -> Layout:
-    """A room, camera and objects placed in view (before the visibility check)."""
+                  n_objects: int | None = None, camera_pitch: float | None = None) -> Layout:
+    """A room, camera and objects placed in view (before the visibility check).
+    ``camera_pitch`` (radians down; default: drawn from 0.30-0.45) replaces the drawn tilt,
+    the random stream staying the same, e.g. 0.0 for a camera that looks straight ahead."""
     if n_objects is not None and not MIN_OBJECTS <= n_objects <= MAX_OBJECTS:
         raise InputError(f'n_objects must be in [{MIN_OBJECTS}, {MAX_OBJECTS}], got {n_objects}')
     for _ in range(50):
         room = _sample_room(rng)
         position = np.array([0.0, rng.uniform(-0.3, 0.3), rng.uniform(1.0, 1.45)])
         yaw, pitch = float(rng.uniform(-0.15, 0.15)), float(rng.uniform(0.30, 0.45))
+        if camera_pitch is not None:
+            pitch = float(camera_pitch)
         pose = camera_pose(position, yaw, pitch)
         n = int(n_objects or rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1))
         objects = _place_objects(_choose_categories(n, rng), room, pose, yaw, intrinsics, rng)
@@ -209,7 +213,7 @@ def sample_layout(rng: np.random.Generator, intrinsics: CameraIntrinsics,
 
 
 def _visible_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | None,
-                    noise_sigma: float, dropout: float,
+                    noise_sigma: float, dropout: float, camera_pitch: float | None = None,
                     ) -> tuple[Layout, Frame, np.random.Generator]:
     """Lay out and render until every object is visible enough: objects that are too small
     or mostly hidden are dropped (which only uncovers the others) and the frame re-rendered;
@@ -218,7 +222,7 @@ def _visible_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | No
     min_px = min_visible_pixels(intrinsics.width, intrinsics.height)
     pose = None
     for _ in range(30):
-        layout = sample_layout(rng, intrinsics, n_objects)
+        layout = sample_layout(rng, intrinsics, n_objects, camera_pitch)
         pose = layout.camera_pose
         objects = layout.objects
         for _ in range(4):
@@ -240,31 +244,33 @@ def _visible_layout(seed: int, intrinsics: CameraIntrinsics, n_objects: int | No
 def generate_scene(seed: int, width: int = 640, height: int = 480, *,
                    n_objects: int | None = None, hfov_deg: float = 69.0, dropout: float = 0.002,
                    noise_sigma: float = 2.0, max_expressions: int = 16,
-                   max_captions: int = 12) -> Scene:
+                   max_captions: int = 12, camera_pitch: float | None = None) -> Scene:
     """A scene with one rendered frame, referring expressions and VSR captions.
 
-    Same seed and arguments give the same scene, byte for byte.
+    Same seed and arguments give the same scene, byte for byte. ``camera_pitch``: see
+    ``sample_layout``.
     """
     scene, _ = generate_scene_and_layout(seed, width, height, n_objects=n_objects,
                                          hfov_deg=hfov_deg, dropout=dropout,
                                          noise_sigma=noise_sigma,
                                          max_expressions=max_expressions,
-                                         max_captions=max_captions)
+                                         max_captions=max_captions, camera_pitch=camera_pitch)
     return scene
 
 
 def generate_scene_and_layout(seed: int, width: int = 640, height: int = 480, *,
                               n_objects: int | None = None, hfov_deg: float = 69.0,
                               dropout: float = 0.002, noise_sigma: float = 2.0,
-                              max_expressions: int = 16,
-                              max_captions: int = 12) -> tuple[Scene, Layout]:
+                              max_expressions: int = 16, max_captions: int = 12,
+                              camera_pitch: float | None = None) -> tuple[Scene, Layout]:
     """``generate_scene`` that also returns the layout (room, camera) it rendered."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f'seed must be an integer >= 0, got {seed!r}')
     if width < 32 or height < 24:
         raise InputError(f'image must be at least 32x24, got {width}x{height}')
     intrinsics = intrinsics_from_fov(width, height, hfov_deg)
-    layout, frame, rng = _visible_layout(int(seed), intrinsics, n_objects, noise_sigma, dropout)
+    layout, frame, rng = _visible_layout(int(seed), intrinsics, n_objects, noise_sigma, dropout,
+                                         camera_pitch)
     objects, pose = layout.objects, layout.camera_pose
     expressions, captions = describe_view(objects, pose, rng, max_expressions, max_captions)
     return Scene(int(seed), objects, frame, expressions, captions), layout
