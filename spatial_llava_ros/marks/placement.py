@@ -239,14 +239,11 @@ def _inside(rect: tuple, size: tuple[int, int]) -> bool:
     return rect[2] - rect[0] == size[0] and rect[3] - rect[1] == size[1]
 
 
-def _leader(rect: tuple, mask: np.ndarray, box: tuple) -> tuple | None:
-    """A line from the label's edge to the nearest pixel of its mask, or None when the
-    label already touches the mask."""
-    x0, y0, x1, y1 = box
-    ys, xs = np.nonzero(mask[y0:y1, x0:x1])
+def _leader(rect: tuple, xs: np.ndarray, ys: np.ndarray) -> tuple | None:
+    """A line from the label's edge to the nearest of its mask's pixels (``xs``, ``ys``), or
+    None when the label already touches the mask."""
     if not len(xs):
         return None
-    xs, ys = xs + x0, ys + y0
     cx, cy = (rect[0] + rect[2] - 1) / 2, (rect[1] + rect[3] - 1) / 2
     k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
     tx, ty = int(xs[k]), int(ys[k])
@@ -269,6 +266,15 @@ class _AutoLayout:
         self.areas = np.array([max(1, int(np.count_nonzero(m))) for m in masks], np.float64)
         self.hidden = np.zeros(self.n, np.float64)
         self.placed: list[tuple] = []
+        self._pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def pixels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(xs, ys) of mask ``i``, found once: every candidate place off the mask needs them."""
+        if i not in self._pixels:
+            x0, y0, x1, y1 = self.boxes[i]
+            ys, xs = np.nonzero(self.masks[i][y0:y1, x0:x1])
+            self._pixels[i] = (xs + x0, ys + y0)
+        return self._pixels[i]
 
     def try_place(self, i: int, rect: tuple, size: tuple[int, int]) -> tuple | None:
         """(pixels the label and its leader hide per mask, the leader) for mask ``i``'s label
@@ -281,7 +287,7 @@ class _AutoLayout:
             return None
         x0, y0, x1, y1 = rect
         cov = np.bincount(self.owner[y0:y1, x0:x1].ravel(), minlength=self.n + 1)[1:]
-        leader = None if cov[i] else _leader(rect, self.masks[i], self.boxes[i])
+        leader = None if cov[i] else _leader(rect, *self.pixels(i))
         if leader is not None:
             (u0, v0), (u1, v1) = leader
             if (u1 - u0) ** 2 + (v1 - v0) ** 2 > (MAX_LEADER * size[1]) ** 2:
@@ -340,7 +346,12 @@ def _layout_auto(masks, boxes, texts, style) -> LabelLayout:
 
 
 def _line_cover(owner: np.ndarray, line: tuple, n: int) -> np.ndarray:
-    """Pixels per mask under a leader line as drawn (3 px: a dark edge under 1 px white)."""
-    canvas = np.zeros(owner.shape, np.uint8)
-    cv2.line(canvas, tuple(line[0]), tuple(line[1]), 1, 3, cv2.LINE_8)
-    return np.bincount(owner[canvas > 0], minlength=n + 1)[1:]
+    """Pixels per mask under a leader line as drawn (3 px: a dark edge under 1 px white),
+    drawn on the crop around the line only: this runs for every candidate place."""
+    (u0, v0), (u1, v1) = line
+    h, w = owner.shape
+    x0, y0 = max(0, min(u0, u1) - 2), max(0, min(v0, v1) - 2)
+    x1, y1 = min(w, max(u0, u1) + 3), min(h, max(v0, v1) + 3)
+    canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.line(canvas, (u0 - x0, v0 - y0), (u1 - x0, v1 - y0), 1, 3, cv2.LINE_8)
+    return np.bincount(owner[y0:y1, x0:x1][canvas > 0], minlength=n + 1)[1:]
