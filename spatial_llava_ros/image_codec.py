@@ -153,7 +153,9 @@ def depth_to_metres(array: np.ndarray, encoding: str) -> np.ndarray:
         return out
     out = arr.astype(np.float32, copy=True)
     with np.errstate(invalid='ignore'):
-        out[~(np.isfinite(out) & (out > 0))] = np.nan
+        bad = out <= 0  # NaN compares False: it stays NaN
+        bad |= np.isinf(out)
+    np.copyto(out, np.float32(np.nan), where=bad)
     return out
 
 

@@ -8,7 +8,13 @@ import pytest
 from spatial_llava_ros.errors import InputError, ModelLoadError
 from spatial_llava_ros.geometry.camera import intrinsics_from_fov
 from spatial_llava_ros.marks import MarkEngine, MarkerConfig, mark_frame
-from spatial_llava_ros.marks.depth_segment import DepthSegmentParams, fit_planes, segment_depth
+from spatial_llava_ros.marks.depth_segment import (
+    DepthSegmentParams,
+    _percentiles,
+    fit_planes,
+    labels_to_masks,
+    segment_depth,
+)
 from spatial_llava_ros.marks.detections import Detection, normalize_detections
 from spatial_llava_ros.marks.proposals import source_names
 from spatial_llava_ros.scene.generate import generate_scene
@@ -110,6 +116,27 @@ def test_a_level_camera_marks_no_ceiling_floor_or_wall():
             on_room += room > 0.5
             assert room <= 0.5 or m.mask.sum() < 0.01 * m.mask.size, (seed, m.mark_id, room)
     assert total >= 15 and on_room <= 2
+
+
+@pytest.mark.parametrize('size', [(320, 240), (321, 241), (334, 257)])
+@pytest.mark.parametrize('stride', [2, 3])
+def test_grid_slices_give_the_same_masks_as_a_full_scan(size, stride):
+    """segment_depth's grid-derived regions (a speed-up) must hold every pixel of each
+    label, also where the frame size is not a multiple of the stride."""
+    f = generate_scene(5, *size).frame
+    seg = segment_depth(f.depth, f.intrinsics, DepthSegmentParams(stride=stride), f.rgb)
+    assert seg.slices is not None and seg.n_labels > 3
+    fast, full = labels_to_masks(seg.labels, seg.slices), labels_to_masks(seg.labels)
+    assert [b for _, b in fast] == [b for _, b in full]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(fast, full))
+
+
+def test_percentiles_match_numpy():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 17, 400, 5001):
+        v = rng.normal(size=n)
+        assert _percentiles(v, (0.02, 0.98)) == pytest.approx(
+            np.percentile(v, [2, 98]).tolist(), rel=1e-12, abs=1e-12)
 
 
 def test_colour_mode_finds_coloured_rectangles():

@@ -114,14 +114,28 @@ def masked_centroid(mask: np.ndarray, depth: np.ndarray, intrinsics: CameraIntri
     """
     if not 0.0 <= trim <= 0.5:
         raise InputError(f'trim must be in [0, 0.5], got {trim}')
-    points = depth_image_to_points(depth, intrinsics, mask)
-    if points.shape[0] == 0:
+    validate_intrinsics(intrinsics)
+    depth = _check_depth(depth, intrinsics)
+    mask = np.asarray(mask)
+    if mask.shape != depth.shape:
+        raise InputError(f'mask shape {mask.shape} != depth shape {depth.shape}')
+    vs, us = np.nonzero(mask)
+    z = depth[vs, us]  # validity checked on the mask's pixels only, not the whole crop
+    ok = _valid_depth(z)
+    if not ok.all():
+        vs, us, z = vs[ok], us[ok], z[ok]
+    n = vs.size
+    if n == 0:
         return None
+    # per axis on flat arrays (the trim is per axis anyway): no (N, 3) stack to sort
+    z = z.astype(np.float64)
+    x = (us - intrinsics.cx) * z / intrinsics.fx
+    y = (vs - intrinsics.cy) * z / intrinsics.fy
     if trim >= 0.5:
-        return np.median(points, axis=0)
-    n = points.shape[0]
+        return np.array([np.median(a) for a in (x, y, z)])
     cut = int(np.floor(n * trim))
     if cut == 0 or n - 2 * cut <= 0:
-        return points.mean(axis=0)
-    ordered = np.sort(points, axis=0)
-    return ordered[cut:n - cut].mean(axis=0)
+        return np.array([a.mean() for a in (x, y, z)])
+    # the middle n - 2 cut values of each axis: a partition finds them without a sort
+    return np.array([np.partition(a, (cut, n - cut - 1))[cut:n - cut].mean()
+                     for a in (x, y, z)])

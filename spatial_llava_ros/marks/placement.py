@@ -15,6 +15,7 @@ that it is still legible after the model's resize to 336x336.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -74,21 +75,27 @@ def _overlap_area(a: tuple, b: tuple) -> int:
 def interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
                         stride: int) -> list[tuple[int, int]]:
     """Pixels of ``mask`` ordered from most to least interior, thinned to one per ``stride``."""
+    return list(iter_interior_candidates(mask, box, stride))
+
+
+def iter_interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
+                             stride: int) -> Iterator[tuple[int, int]]:
+    """``interior_candidates`` one at a time: the first (most interior) point is usually
+    free, and the sorted rest is then never built."""
     x0, y0, x1, y1 = box
     crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
     crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
     dist = cv2.distanceTransform(crop, cv2.DIST_L2, 3)[1:-1, 1:-1]
     best = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    out = [(int(best[1]) + x0, int(best[0]) + y0)]
+    yield int(best[1]) + x0, int(best[0]) + y0
     stride = max(1, stride)
     grid = dist[::stride, ::stride]
     order = np.argsort(-grid, axis=None)
     rows, cols = np.unravel_index(order, grid.shape)
-    for r, c in zip(rows[:200], cols[:200]):
+    for r, c in zip(rows[:200].tolist(), cols[:200].tolist()):
         if grid[r, c] <= 0:
             break
-        out.append((int(c) * stride + x0, int(r) * stride + y0))
-    return out
+        yield c * stride + x0, r * stride + y0
 
 
 PLACEMENTS = ('interior', 'beside', 'auto')
@@ -170,9 +177,8 @@ def place_labels(masks: list[np.ndarray], boxes: list[tuple[int, int, int, int]]
         return _place_beside(masks, boxes, texts, style, order)
     for i in order:
         size = style.text_size(texts[i])
-        cands = interior_candidates(masks[i], boxes[i], stride=max(2, min(size) // 2))
-        best, best_cost = cands[0], None
-        for cand in cands:
+        best, best_cost = None, None
+        for cand in iter_interior_candidates(masks[i], boxes[i], stride=max(2, min(size) // 2)):
             rect = _rect(cand, size, shape)
             cost = sum(_overlap_area(rect, other) for other in placed)
             if best_cost is None or cost < best_cost:
@@ -303,7 +309,7 @@ class _AutoLayout:
         shape = self.owner.shape
         if size[0] * size[1] <= AUTO_COVER * self.areas[i]:
             stride = max(2, min(size) // 2)
-            for cand in interior_candidates(self.masks[i], self.boxes[i], stride):
+            for cand in iter_interior_candidates(self.masks[i], self.boxes[i], stride):
                 rect = _rect(cand, size, shape)
                 ok = self.try_place(i, rect, size)
                 if ok is not None:
