@@ -71,9 +71,17 @@ def _threshold(z: np.ndarray, p: DepthSegmentParams) -> np.ndarray:
 
 def fit_planes(points: np.ndarray, p: DepthSegmentParams) -> list[Plane]:
     """Up to ``max_planes`` dominant planes of an (N, 3) cloud, greedy RANSAC, vectorised."""
+    return _fit_planes(points.shape[0], lambda idx: points[idx], p)
+
+
+def _fit_planes(count: int, take, p: DepthSegmentParams) -> list[Plane]:
+    """``fit_planes`` on ``count`` points of which only the sampled ones are built:
+    ``take(idx)`` -> the (len(idx), 3) points at those indices, or all for ``slice(None)``."""
     rng = np.random.default_rng(p.seed)
-    if points.shape[0] > p.ransac_points:
-        points = points[rng.choice(points.shape[0], p.ransac_points, replace=False)]
+    if count > p.ransac_points:
+        points = take(rng.choice(count, p.ransac_points, replace=False))
+    else:
+        points = take(slice(None))
     remaining = points.astype(np.float64)
     n0 = points.shape[0]
     planes: list[Plane] = []
@@ -233,8 +241,13 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
     px = xr * z
     py = yr * z
     vv = np.flatnonzero(valid)
-    pts = np.stack([px.ravel()[vv], py.ravel()[vv], z.ravel()[vv]], axis=1)
-    planes = fit_planes(pts, p)
+    flat = (px.ravel(), py.ravel(), z.ravel())
+
+    def take(idx) -> np.ndarray:  # the valid points at idx, built only when asked for
+        at = vv[idx]
+        return np.stack([a[at] for a in flat], axis=1)
+
+    planes = _fit_planes(vv.size, take, p)
     chroma = None
     if rgb is not None:
         small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if s > 1 else rgb
@@ -257,7 +270,7 @@ def segment_depth(depth: np.ndarray, intrinsics: CameraIntrinsics,
         inlier_maps.append(inl)
         dists.append(dist)
         pl.inliers = int(inl.sum())
-    sample = pts[::max(1, pts.shape[0] // 3000)]
+    sample = take(slice(None, None, max(1, vv.size // 3000)))
     _classify(planes, p, sample)
     foreign: dict[int, np.ndarray] = {}  # per plane: pixels of another chromaticity
     for pl in planes:
