@@ -100,13 +100,23 @@ class FrameRecord:
     frame_id: str  # camera optical frame of the centroids
     image: np.ndarray  # (H, W, 3) uint8 RGB with the marks drawn
     marks: Sequence[MarkLike]
+    # the unmarked frame and its label anchors (model/votes.py Renumberable), when known:
+    # lets the resolver ask under other numberings (PipelineConfig.renumber_votes)
+    renumber: Any = None
 
     @classmethod
-    def from_marked_frame(cls, marked: Any, frame_id: str,
-                          stamp_ns: int | None = None) -> FrameRecord:
-        """Wrap a ``marks.types.MarkedFrame`` (its marks are used as they are)."""
+    def from_marked_frame(cls, marked: Any, frame_id: str, stamp_ns: int | None = None,
+                          marker: dict | None = None) -> FrameRecord:
+        """Wrap a ``marks.types.MarkedFrame`` (its marks are used as they are); with the
+        marker settings it was drawn with (``SomSettings.marker_kwargs``), a frame of
+        numbers alone can also be renumbered for votes."""
         stamp = int(marked.stamp_ns if stamp_ns is None else stamp_ns)
-        return cls(stamp, frame_id, marked.image, list(marked.marks))
+        renumber = None
+        if marker is not None and marker.get('style', 'number') == 'number':
+            from spatial_llava_ros.model.votes import Renumberable
+
+            renumber = Renumberable.from_marked(marked, float(marker['text_height_336']))
+        return cls(stamp, frame_id, marked.image, list(marked.marks), renumber)
 
     @property
     def mark_ids(self) -> list[int]:
@@ -164,8 +174,14 @@ class PipelineConfig:
     base_frame: str = 'base_link'  # the robot; '' = use the camera's position instead
     standoff: float = 0.8  # metres between the navigation goal and the target
     max_frame_age: float = 1.0  # seconds; older frames are stale. <= 0: no limit
+    # numberings a frame is asked under, answers combined (model/votes.py); needs a frame
+    # that knows its unmarked image (FrameRecord.renumber), else the one image is asked
+    renumber_votes: int = 1
 
     def __post_init__(self) -> None:
+        from spatial_llava_ros.model.votes import check_votes
+
+        check_votes(self.renumber_votes)
         if not self.target_frame:
             raise InputError('target_frame must not be empty')
         if not math.isfinite(self.standoff) or self.standoff < 0:
@@ -307,7 +323,14 @@ def resolve_query(query: QueryRequest, frame: FrameRecord | None, resolver: Scor
         resolution = NamedMark(named)
     else:
         try:
-            resolution = resolver.score(frame.image, mark_ids, query.text.strip())
+            if config.renumber_votes > 1 and frame.renumber is not None \
+                    and hasattr(resolver, 'score_batch'):
+                from spatial_llava_ros.model.votes import score_with_votes
+
+                resolution = score_with_votes(resolver, frame.renumber, mark_ids,
+                                              [query.text.strip()], config.renumber_votes)[0]
+            else:
+                resolution = resolver.score(frame.image, mark_ids, query.text.strip())
         except InputError as exc:
             return out.fail(BAD_QUERY, str(exc))
         except SpatialLlavaError as exc:  # a RemoteError carries its own code

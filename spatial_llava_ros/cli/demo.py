@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from spatial_llava_ros.scene import generate_scene
     from spatial_llava_ros.scene.bag import OPTICAL_FRAME, tf_chain
+    from spatial_llava_ros.training.synthetic import SomSettings
 
     resolver = load_resolver(args)
     scene = generate_scene(args.seed)
@@ -83,10 +84,14 @@ def run(args: argparse.Namespace) -> int:
         query = expression.text
         matches = match_marks({m.mark_id: m.mask for m in marked.marks}, frame.instance_mask)
         expected = matches.get(expression.target_id, (None, 0.0))[0]
-    record = FrameRecord.from_marked_frame(marked, OPTICAL_FRAME)
+    som = SomSettings.for_model(settings_dir(resolver, args))
+    record = FrameRecord.from_marked_frame(marked, OPTICAL_FRAME,
+                                           marker=marker)
     outcome = resolve_query(QueryRequest(query, NAVIGATE), record, resolver,
                             TransformTable.from_edges(tf_chain(frame.camera_pose)),
-                            PipelineConfig(standoff=args.standoff), now_ns=frame.stamp_ns)
+                            PipelineConfig(standoff=args.standoff,
+                                           renumber_votes=som.renumber_votes),
+                            now_ns=frame.stamp_ns)
     out = Path(args.out)
     write_rgb(out / 'marked.png', marked.image)
     write_rgb(out / 'answer.png', draw_answer(marked, outcome, query))

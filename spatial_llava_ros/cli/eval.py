@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     g.add_argument('--proposals', default=None, choices=['depth', 'color'],
                    help="mark proposals (default: the model's som_settings.json); color: "
                    'colour-only segmentation, as for a camera without depth')
+    g.add_argument('--votes', type=int, default=None, metavar='N',
+                   help='ask each frame under N numberings of its marks and vote '
+                   "(default: the model's som_settings.json renumber_votes; 1 = off)")
     g.add_argument('--no-plot', action='store_true', help='skip the PNG')
     g.add_argument('--no-progress', action='store_true')
     add_server_args(g)
@@ -83,6 +86,10 @@ def run_grounding(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, scene_width=w, scene_height=h)
     if args.proposals:
         settings = dataclasses.replace(settings, proposals=args.proposals)
+    if args.votes is not None:
+        from spatial_llava_ros.model.votes import check_votes
+
+        settings = dataclasses.replace(settings, renumber_votes=check_votes(args.votes))
     if args.server:  # the marks still follow --model's (or the shipped model's) settings
         from spatial_llava_ros.cli._common import remote_resolver
 

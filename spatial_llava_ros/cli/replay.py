@@ -67,16 +67,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f'--frame {args.frame} out of range: the bag has {len(frames)} frames')
     index = args.frame % len(frames)
     resolver = load_resolver(args)
-    engine = MarkEngine(MarkerConfig.from_kwargs(**marker_kwargs(settings_dir(resolver, args))))
+    marker = marker_kwargs(settings_dir(resolver, args))
+    engine = MarkEngine(MarkerConfig.from_kwargs(**marker))
     marked = None
     for bag_frame in tqdm(frames[:index + 1], desc='marking', unit='frame', leave=False):
         marked = engine.process(bag_frame.rgb, bag_frame.depth, bag_frame.intrinsics,
                                 stamp_ns=bag_frame.stamp_ns)
     chosen = frames[index]
     action = {name: code for code, name in ACTION_NAMES.items()}[args.action]
-    record = FrameRecord.from_marked_frame(marked, chosen.frame_id)
+    from spatial_llava_ros.training.synthetic import SomSettings
+
+    record = FrameRecord.from_marked_frame(marked, chosen.frame_id,
+                                           marker=marker)
     config = PipelineConfig(target_frame=args.target_frame, base_frame=args.base_frame,
-                            standoff=args.standoff, max_frame_age=0.0)
+                            standoff=args.standoff, max_frame_age=0.0,
+                            renumber_votes=SomSettings.for_model(
+                                settings_dir(resolver, args)).renumber_votes)
     tf = TransformTable.from_edges(chosen.transforms)
     failures = 0
     for n, query in enumerate(args.query):

@@ -20,9 +20,19 @@ from spatial_llava_ros.training.synthetic import SomSettings, marked_scene
 
 def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
                        progress: bool = False, max_expressions: int = 16) -> dict:
-    """Score every expression of every scene; returns the JSON-ready report."""
+    """Score every expression of every scene; returns the JSON-ready report.
+
+    With ``settings.renumber_votes`` > 1 every frame is also asked under that many
+    numberings and the answers are combined (model/votes.py), as the resolver does at run
+    time for that model."""
+    from spatial_llava_ros.model.votes import check_votes
+
     if not seeds:
         raise InputError('no seeds to evaluate')
+    votes = check_votes(settings.renumber_votes)
+    if votes > 1 and settings.mark_style != 'number':
+        raise InputError(f'renumber votes redraw the numbers alone; mark_style '
+                         f'{settings.mark_style!r} draws more (use 1 vote)')
     per: dict[str, dict] = {}
     t0 = time.time()
     it = seeds
@@ -33,7 +43,7 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
     scenes_without_marks = 0
     failures: dict[str, int] = {}  # a served model's failed queries, by code: count as wrong
     for seed in it:
-        ms = marked_scene(seed, settings, max_expressions=max_expressions)
+        ms = marked_scene(seed, settings, max_expressions=max_expressions, keep=votes > 1)
         for _text, rel in ms.unmatched:
             e = per.setdefault(rel, _empty())
             e['n'] += 1
@@ -43,8 +53,11 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
             continue
         if not ms.queries:
             continue
-        results = _score(resolver, ms.image, ms.mark_ids, [q for q, _, _ in ms.queries],
-                         failures)
+        texts = [q for q, _, _ in ms.queries]
+        if votes > 1:
+            results = _score_votes(resolver, ms, settings, texts, votes, failures)
+        else:
+            results = _score(resolver, ms.image, ms.mark_ids, texts, failures)
         chance = 1.0 / len(ms.mark_ids)
         for (_q, mark, rel), res in zip(ms.queries, results):
             e = per.setdefault(rel, _empty())
@@ -69,6 +82,7 @@ def evaluate_grounding(resolver, seeds: list[int], settings: SomSettings,
         'n_scenes': len(seeds),
         'scenes_without_marks': scenes_without_marks,
         'seeds': f'{min(seeds)}:{max(seeds) + 1}',
+        'renumber_votes': votes,
         'settings': settings.__dict__,
         'wall_s': round(time.time() - t0, 1),
         'per_relation': {rel: _finish(e) for rel, e in sorted(per.items())},
@@ -99,6 +113,23 @@ def _score(resolver, image, mark_ids, queries, failures: dict[str, int]) -> list
             failures[code] = failures.get(code, 0) + 1
             out.append(None)
     return out
+
+
+def _score_votes(resolver, ms, settings: SomSettings, queries, votes: int,
+                 failures: dict[str, int]) -> list:
+    """``_score`` under ``votes`` numberings of the frame (a failed batch: all None)."""
+    from spatial_llava_ros.errors import ResolveError
+    from spatial_llava_ros.model.votes import Renumberable, score_with_votes
+
+    frame = Renumberable.from_marked(ms.marked, settings.text_height_336)
+    try:
+        return score_with_votes(resolver, frame, ms.mark_ids, queries, votes)
+    except ResolveError as exc:
+        code = getattr(exc, 'code', None)
+        if code is None:
+            raise
+        failures[code] = failures.get(code, 0) + len(queries)
+        return [None] * len(queries)
 
 
 def _empty() -> dict:

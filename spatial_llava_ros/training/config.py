@@ -65,6 +65,9 @@ class DataConfig:
     # share of training presentations that redraw the frame with its mark numbers shuffled
     # (training/renumber.py): a new lookup from the same frame, no answer to remember
     renumber_marks: float = 0.0
+    # how many numberings of a frame the finished model is asked under and votes over
+    # (model/votes.py; saved to som_settings.json): worth it with renumber_marks > 0
+    renumber_votes: int = 1
     # dense targets: a mark's label patches carry its object's category, colour and ranks
     # too, so small objects keep a token (training/dense.py, label_objects)
     label_features: bool = False
@@ -174,6 +177,9 @@ class TrainConfig:
         from spatial_llava_ros.marks.placement import check_placement
 
         check_placement(self.data.label_placement)
+        from spatial_llava_ros.model.votes import check_votes
+
+        check_votes(self.data.renumber_votes)
         if self.data.source not in ('synthetic', 'json'):
             raise InputError(f'data.source must be synthetic or json, got {self.data.source!r}')
         if self.data.source == 'json' and not self.data.json_path:

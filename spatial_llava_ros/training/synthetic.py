@@ -31,6 +31,10 @@ class SomSettings:
     mark_style: str = 'number'
     proposals: str = 'depth'
     label_placement: str = 'interior'
+    # how many numberings of each frame the model is asked under (model/votes.py); 1 = the
+    # engine's image only. Only models trained on renumbered frames gain from more. Not in
+    # repr: the frames caches are keyed by the repr, and votes do not change a frame.
+    renumber_votes: int = field(default=1, repr=False)
 
     def marker_kwargs(self) -> dict:
         """Keyword arguments for ``marks.mark_frame`` / ``MarkerConfig``."""
@@ -150,7 +154,8 @@ def settings_from_data(data_cfg) -> SomSettings:
     """SomSettings from a training DataConfig."""
     return SomSettings(int(data_cfg.scene_width), int(data_cfg.scene_height),
                        float(data_cfg.text_height_336), str(data_cfg.mark_style),
-                       str(data_cfg.proposals), str(data_cfg.label_placement))
+                       str(data_cfg.proposals), str(data_cfg.label_placement),
+                       int(getattr(data_cfg, 'renumber_votes', 1)))
 
 
 def keep_relations(frames: list[MarkedScene], relations: list[str]) -> None:
