@@ -72,16 +72,11 @@ def _overlap_area(a: tuple, b: tuple) -> int:
     return dx * dy if dx > 0 and dy > 0 else 0
 
 
-def interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
-                        stride: int) -> list[tuple[int, int]]:
-    """Pixels of ``mask`` ordered from most to least interior, thinned to one per ``stride``."""
-    return list(iter_interior_candidates(mask, box, stride))
-
-
 def iter_interior_candidates(mask: np.ndarray, box: tuple[int, int, int, int],
                              stride: int) -> Iterator[tuple[int, int]]:
-    """``interior_candidates`` one at a time: the first (most interior) point is usually
-    free, and the sorted rest is then never built."""
+    """Pixels of ``mask`` from most to least interior, thinned to one per ``stride``, one
+    at a time: the first (most interior) point is usually free, and the sorted rest is then
+    never built."""
     x0, y0, x1, y1 = box
     crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
     crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
