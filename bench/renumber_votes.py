@@ -116,12 +116,17 @@ def main() -> int:
     args = ap.parse_args()
     report = run(args.model, parse_seeds(args.seeds), args.votes, shift=args.shift,
                  permute=not args.no_permute)
+    emit(report, args.out)
+    return 0
+
+
+def emit(report: dict, out: Path | None) -> None:
+    """Print the report as JSON and, with ``out``, write it there too."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + '\n', encoding='utf-8')
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + '\n', encoding='utf-8')
 
 
 if __name__ == '__main__':
