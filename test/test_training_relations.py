@@ -44,3 +44,38 @@ def test_validation_reports_every_relation_while_training_sees_one(tmp_path):
     by_relation = [e['val_acc_by_relation'] for e in entries if 'val_acc_by_relation' in e]
     assert by_relation and len(by_relation[-1]) > 1  # not only colour
     assert all(0.0 <= v <= 1.0 for v in by_relation[-1].values())
+
+
+def test_weighted_queries_draw_the_weighted_relation_more_often():
+    import random
+
+    from spatial_llava_ros.training.synthetic import weighted_queries
+
+    queries = [(f'q{i}', i, 'smallest' if i < 5 else 'left_of') for i in range(20)]
+    rng = random.Random(0)
+    plain = weighted = 0
+    for _ in range(400):
+        plain += sum(r == 'smallest' for _, _, r in weighted_queries(queries, 6, {}, rng))
+        picked = weighted_queries(queries, 6, {'smallest': 4.0}, rng)
+        assert len(picked) == 6 and len({m for _, m, _ in picked}) == 6  # no repeats
+        weighted += sum(r == 'smallest' for _, _, r in picked)
+    assert weighted > 1.5 * plain  # 5 of 20 drawn ~1.5 per step plainly, ~3 at weight 4
+
+
+@pytest.mark.parametrize('weights,match', [({'colour': 2}, 'unknown'),
+                                           ({'smallest': 0}, '> 0')])
+def test_bad_relation_weights_are_refused(tmp_path, weights, match):
+    raw = {**TINY, 'output_dir': str(tmp_path),
+           'data': {**TINY['data'], 'relation_weights': weights}}
+    with pytest.raises(InputError, match=match):
+        TrainConfig.from_dict(raw)
+
+
+def test_a_frame_pool_with_relation_weights_trains(tmp_path):
+    from spatial_llava_ros.training.trainer import train
+
+    data = {k: v for k, v in TINY['data'].items() if k != 'relations'}
+    cfg = TrainConfig.from_dict({**TINY, 'output_dir': str(tmp_path),
+                                 'data': {**data, 'relation_weights': {'smallest': 3}}})
+    train(cfg, progress=False)
+    assert (tmp_path / 'final' / 'config.json').exists()

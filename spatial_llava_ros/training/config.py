@@ -77,6 +77,9 @@ class DataConfig:
     # train only on queries of these relations (scene/expressions.RELATIONS), e.g. [color]
     # for a curriculum's first phase; validation keeps every relation and reports each
     relations: list[str] | None = None
+    # how much more often a frame's queries of a relation are drawn into a step than the
+    # others (default 1), e.g. {smallest: 2}: the weak relations get more of the steps
+    relation_weights: dict[str, float] | None = None
     workers: int = 1  # processes that render and mark the training frames
     workers_cache: str | None = None  # cache file for the prepared frames (default: out dir)
 
@@ -174,6 +177,10 @@ class TrainConfig:
             if unknown or not self.data.relations:
                 raise InputError(f'data.relations: unknown {unknown or "(empty list)"}; '
                                  f'choose from {", ".join(RELATIONS)}')
+        if self.data.relation_weights is not None:
+            from spatial_llava_ros.training.synthetic import check_relation_weights
+
+            check_relation_weights(self.data.relation_weights)
         from spatial_llava_ros.marks.placement import check_placement
 
         check_placement(self.data.label_placement)

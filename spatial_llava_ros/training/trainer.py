@@ -43,6 +43,7 @@ from spatial_llava_ros.training.synthetic import (
     marked_scene,
     settings_from_data,
     training_frame,
+    weighted_queries,
 )
 
 STATE_FILE = ckpt.STATE_FILE
@@ -178,8 +179,10 @@ class FramePool:
                  template: PromptTemplate, queries_per_frame: int,
                  reading: dict[int, list[tuple[int, int]]] | None = None,
                  free_per_frame: int = 0, vsr_frames: int = 0, vsr_per_frame: int = 6,
-                 renumber: float = 0.0, text_height_336: float = 40.0, pixels=None) -> None:
+                 renumber: float = 0.0, text_height_336: float = 40.0, pixels=None,
+                 relation_weights: dict[str, float] | None = None) -> None:
         self.frames = [f for f in frames if f.queries]
+        self.relation_weights = relation_weights
         # renumber: share of presentations redrawn with shuffled numbers, drawn at the
         # engine's label size; pixels: image -> pixel tensor, the resolver's preprocessing
         self.renumber, self.text_height, self.pixels = renumber, text_height_336, pixels
@@ -225,7 +228,12 @@ class FramePool:
                 out.append(self.conversations[k - len(self.frames)])
                 continue
             f = self.frames[k]
-            qs = f.queries if len(f.queries) <= self.qpf else rng.sample(f.queries, self.qpf)
+            if len(f.queries) <= self.qpf:
+                qs = f.queries
+            elif self.relation_weights:
+                qs = weighted_queries(f.queries, self.qpf, self.relation_weights, rng)
+            else:
+                qs = rng.sample(f.queries, self.qpf)
             qs = [(t, m) for t, m, _ in qs]
             re = self._renumbered(f, rng)
             if re is not None:  # free-form turns name marks in prose: not renamed, left out
@@ -584,7 +592,8 @@ def _train(cfg: TrainConfig, env: DistEnv, device: torch.device, progress: bool
         pool = FramePool(frames, [], template, cfg.data.queries_per_frame, reading,
                          cfg.data.free_per_frame, cfg.data.vsr_frames, cfg.data.vsr_per_frame,
                          cfg.data.renumber_marks, cfg.data.text_height_336,
-                         lambda img: packer.pixels(Example(img, '')))
+                         lambda img: packer.pixels(Example(img, '')),
+                         cfg.data.relation_weights)
     unk = loaded.tokenizer.unk_token_id
     unk_queries = sum(unk in packer.encode(t) for f in frames for t, _, _ in f.queries)
 
