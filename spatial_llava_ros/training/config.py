@@ -170,17 +170,23 @@ class TrainConfig:
             head_weights(self.dense_head_weights)
         if self.vision_only and (self.dense_weight <= 0 or self.data.source != 'synthetic'):
             raise InputError('vision_only needs dense_weight > 0 and synthetic data')
-        if self.data.relations is not None:
-            from spatial_llava_ros.scene.expressions import RELATIONS
+        from spatial_llava_ros.scene.expressions import RELATIONS
 
+        if self.data.relations is not None:
             unknown = sorted(set(self.data.relations) - set(RELATIONS))
             if unknown or not self.data.relations:
                 raise InputError(f'data.relations: unknown {unknown or "(empty list)"}; '
                                  f'choose from {", ".join(RELATIONS)}')
         if self.data.relation_weights is not None:
-            from spatial_llava_ros.training.synthetic import check_relation_weights
-
-            check_relation_weights(self.data.relation_weights)
+            weights = self.data.relation_weights
+            unknown = sorted(set(weights) - set(RELATIONS))
+            if unknown:
+                raise InputError(f'data.relation_weights: unknown {unknown}; '
+                                 f'choose from {", ".join(RELATIONS)}')
+            bad = {k: v for k, v in weights.items()
+                   if not isinstance(v, (int, float)) or not v > 0}
+            if bad:
+                raise InputError(f'data.relation_weights must be numbers > 0, got {bad}')
         from spatial_llava_ros.marks.placement import check_placement
 
         check_placement(self.data.label_placement)

@@ -166,19 +166,6 @@ def keep_relations(frames: list[MarkedScene], relations: list[str]) -> None:
         f.queries = [q for q in f.queries if q[2] in keep]
 
 
-def check_relation_weights(weights: dict[str, float]) -> None:
-    """Raise InputError unless ``weights`` maps known relations to positive numbers."""
-    from spatial_llava_ros.scene.expressions import RELATIONS
-
-    unknown = sorted(set(weights) - set(RELATIONS))
-    if unknown:
-        raise InputError(f'data.relation_weights: unknown {unknown}; '
-                         f'choose from {", ".join(RELATIONS)}')
-    bad = {k: v for k, v in weights.items() if not float(v) > 0}
-    if bad:
-        raise InputError(f'data.relation_weights must be > 0, got {bad}')
-
-
 def weighted_queries(queries: list, k: int, weights: dict[str, float], rng) -> list:
     """``k`` of ``queries`` (text, mark, relation) drawn without replacement, each with
     odds ``weights[relation]`` (default 1): Efraimidis-Spirakis keys u ** (1 / w)."""
